@@ -22,6 +22,18 @@ func Verify(ctx context.Context, data, hashDev io.ReaderAt, p *Params) error {
 	if len(p.RootHash) != g.digestSize {
 		return fmt.Errorf("%w: root hash of %d bytes, %s digests have %d", ErrInvalidParams, len(p.RootHash), p.Algorithm, g.digestSize)
 	}
+	// Probe the ends of both areas first: a short device is reported as
+	// such, and a hostile superblock cannot make us allocate for a tree
+	// the device does not hold.
+	probe := make([]byte, 1)
+	if err := readFull(data, probe, p.DataSize()-1, "end of data area"); err != nil {
+		return err
+	}
+	if g.levels > 0 {
+		if err := readFull(hashDev, probe, g.hashEnd*g.hbs-1, "end of hash tree"); err != nil {
+			return err
+		}
+	}
 	hs := g.newHasher(p.Salt)
 	if g.levels == 0 {
 		block := make([]byte, g.dbs)
