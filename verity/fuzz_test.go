@@ -82,4 +82,3 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
-
