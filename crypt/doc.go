@@ -1,0 +1,33 @@
+// Package crypt reads and writes LUKS2 headers in pure Go, compatible with
+// cryptsetup in both directions, so the enclave can format and unlock its
+// encrypted run image without carrying cryptsetup.
+//
+// Format writes a complete LUKS2 header (both binary headers and JSON areas
+// with their checksums, one keyslot with an argon2id or pbkdf2-sha256 KDF,
+// AF-split key material encrypted with aes-xts-plain64, a pbkdf2-sha256
+// digest and an aes-xts-plain64 data segment). Open validates both header
+// copies (falling back to the secondary when the primary is damaged, as
+// cryptsetup does, but never writing), tries each keyslot and returns a
+// Volume: the volume key and everything a dm-crypt table needs. AddKey,
+// RemoveKey and KillSlot rotate keys; Wipe destroys every keyslot so the
+// data can never be decrypted again.
+//
+// The bulk data is encrypted by the kernel's dm-crypt with the table
+// Volume.Params renders. SectorCipher does the same transformation in
+// userspace (for tests and for tools that must read or write a few sectors
+// without device-mapper): aes-xts-plain64, where the IV is the little-endian
+// 64-bit sector number counted in 512-byte units, as dm-crypt does when the
+// table sets sector_size but not iv_large_sectors, which is what cryptsetup
+// passes for LUKS2 and what Params renders.
+//
+// Only what this project needs is supported: aes-xts-plain64 segments and
+// keyslots, LUKS1-style AF with 4000 stripes, pbkdf2/argon2i/argon2id KDFs
+// and pbkdf2 digests, a single data segment, no tokens (they are kept but
+// not interpreted), no online reencryption or integrity. Anything else is
+// refused with ErrUnsupported rather than guessed at.
+//
+// The on-disk format follows the LUKS2 On-Disk Format Specification and
+// cryptsetup's behaviour, checked by oracle tests against the cryptsetup
+// binary. No Go LUKS2 library covered formatting with argon2id and key
+// rotation without cgo, so this is our own code.
+package crypt
