@@ -101,3 +101,5 @@ func fileBytes(t testing.TB, p string) []byte {
 func sameBytes(a, b []byte) bool { return bytes.Equal(a, b) }
 
 var bg = context.Background()
+
+func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(bg) }
