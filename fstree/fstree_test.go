@@ -223,7 +223,6 @@ func TestModes(t *testing.T) {
 	}
 }
 
-
 func TestContent(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "spool")
 	if err := os.WriteFile(name, []byte("0123456789"), 0o600); err != nil {
