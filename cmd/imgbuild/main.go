@@ -42,6 +42,7 @@ type cliEnv struct {
 func subcommands() []subcommand {
 	return []subcommand{
 		verityCommand(),
+		describeCommand(),
 	}
 }
 

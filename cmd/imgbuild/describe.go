@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/enclave-storage/enclave-storage/eif"
+)
+
+func describeCommand() subcommand {
+	return subcommand{
+		name:    "describe",
+		summary: "print an EIF's header, sections, metadata and PCRs (like nitro-cli describe-eif)",
+		run:     runDescribe,
+	}
+}
+
+func runDescribe(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "describe", "describe FILE.eif [--json]")
+	asJSON := fs.Bool("json", false, "print nitro-cli describe-eif's JSON (plus Cmdline and Sections)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return usagef("want exactly one EIF file, got %d arguments", len(pos))
+	}
+	name := pos[0]
+	fh, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return err
+	}
+	f, err := eif.ReadContext(ctx, fh, st.Size())
+	var crcErr *eif.CRCError
+	if err != nil && !errors.As(err, &crcErr) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if *asJSON {
+		b, err := describeJSON(f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%s\n", b)
+	} else {
+		describeText(env.stdout, f)
+	}
+	if crcErr != nil {
+		return fmt.Errorf("%s: %w", name, crcErr)
+	}
+	return nil
+}
+
+// describeInfo mirrors nitro-cli's EifDescribeInfo (field names and
+// order), with our Cmdline and Sections appended.
+type describeInfo struct {
+	EifVersion   uint16          `json:"EifVersion"`
+	Measurements eif.PCRs        `json:"Measurements"`
+	IsSigned     bool            `json:"IsSigned"`
+	CheckCRC     bool            `json:"CheckCRC"`
+	ImageName    *string         `json:"ImageName,omitempty"`
+	ImageVersion *string         `json:"ImageVersion,omitempty"`
+	Metadata     json.RawMessage `json:"Metadata,omitempty"`
+	Cmdline      string          `json:"Cmdline"`
+	Sections     []sectionInfo   `json:"Sections"`
+}
+
+type sectionInfo struct {
+	Type   string `json:"Type"`
+	Offset int64  `json:"Offset"`
+	Size   int64  `json:"Size"`
+}
+
+// metadataInfo is nitro-cli's MetadataDescribeInfo without the flattened
+// CustomMetadata, which describeJSON splices in after these fields.
+type metadataInfo struct {
+	BuildTime        string          `json:"BuildTime"`
+	BuildTool        string          `json:"BuildTool"`
+	BuildToolVersion string          `json:"BuildToolVersion"`
+	OperatingSystem  string          `json:"OperatingSystem"`
+	KernelVersion    string          `json:"KernelVersion"`
+	DockerInfo       json.RawMessage `json:"DockerInfo"`
+}
+
+func describeJSON(f *eif.File) ([]byte, error) {
+	info := describeInfo{
+		EifVersion:   f.Header.Version,
+		Measurements: f.PCRs,
+		IsSigned:     f.Signature != nil,
+		CheckCRC:     f.CRCValid(),
+		Cmdline:      f.Cmdline,
+	}
+	for _, s := range f.Sections {
+		info.Sections = append(info.Sections, sectionInfo{s.Type.String(), s.Offset, s.Size})
+	}
+	if m := f.Metadata; m != nil {
+		info.ImageName, info.ImageVersion = &m.ImageName, &m.ImageVersion
+		b := m.BuildMetadata
+		docker := m.DockerInfo
+		if docker == nil {
+			docker = json.RawMessage("null")
+		}
+		mb, err := json.Marshal(metadataInfo{b.BuildTime, b.BuildTool, b.BuildToolVersion, b.OperatingSystem, b.KernelVersion, docker})
+		if err != nil {
+			return nil, err
+		}
+		// serde's #[serde(flatten)] merges a CustomMetadata object's keys
+		// into Metadata; anything else (null, scalars) is left out.
+		var custom bytes.Buffer
+		if len(m.CustomMetadata) > 0 && json.Compact(&custom, m.CustomMetadata) == nil {
+			if c := custom.Bytes(); len(c) > 2 && c[0] == '{' {
+				mb = append(append(mb[:len(mb)-1], ','), c[1:]...)
+			}
+		}
+		info.Metadata = mb
+	}
+	return json.MarshalIndent(info, "", "  ")
+}
+
+func describeText(w io.Writer, f *eif.File) {
+	h := f.Header
+	arch := "x86_64"
+	if h.Flags&eif.FlagARM64 != 0 {
+		arch = "aarch64"
+	}
+	crc := "OK"
+	if !f.CRCValid() {
+		crc = fmt.Sprintf("MISMATCH (contents give %08x)", f.CRC32)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "EIF version:\t%d\n", h.Version)
+	fmt.Fprintf(tw, "Flags:\t%#04x (%s)\n", h.Flags, arch)
+	fmt.Fprintf(tw, "Default memory:\t%d MiB\n", h.DefaultMem>>20)
+	fmt.Fprintf(tw, "Default CPUs:\t%d\n", h.DefaultCPUs)
+	fmt.Fprintf(tw, "CRC32:\t%08x %s\n", h.CRC32, crc)
+	fmt.Fprintf(tw, "Signed:\t%v\n", f.Signature != nil)
+	fmt.Fprintf(tw, "Cmdline:\t%s\n", f.Cmdline)
+	if m := f.Metadata; m != nil {
+		b := m.BuildMetadata
+		fmt.Fprintf(tw, "Image:\t%s %s\n", m.ImageName, m.ImageVersion)
+		fmt.Fprintf(tw, "Built:\t%s by %s %s\n", b.BuildTime, b.BuildTool, b.BuildToolVersion)
+		fmt.Fprintf(tw, "Kernel:\t%s %s\n", b.OperatingSystem, b.KernelVersion)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nSections:")
+	fmt.Fprintf(w, "  %2s  %-9s  %12s  %12s\n", "#", "Type", "Offset", "Size")
+	for i, s := range f.Sections {
+		fmt.Fprintf(w, "  %2d  %-9s  %12d  %12d\n", i, s.Type, s.Offset, s.Size)
+	}
+	p := f.PCRs
+	fmt.Fprintf(w, "\nMeasurements (%s):\n", p.HashAlgorithm)
+	fmt.Fprintf(w, "  PCR0  %s\n  PCR1  %s\n  PCR2  %s\n", p.PCR0, p.PCR1, p.PCR2)
+	if p.PCR8 != nil {
+		fmt.Fprintf(w, "  PCR8  %s\n", p.PCR8)
+	}
+}
