@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 #   skopeo, umoci                                (make OCI/docker test archives)
 #   qemu-system-x86, busybox-static, cpio, kmod  (integration microVM)
 PKGS=(
-	ca-certificates git make gcc
+	ca-certificates git make gcc time bc
 	cryptsetup-bin
 	libnbd-bin nbdkit nbd-server nbd-client
 	e2fsprogs erofs-utils
