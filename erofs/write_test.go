@@ -114,6 +114,7 @@ func sampleTree(t testing.TB, big bool) *fstree.Tree {
 	mk("empty", file(0o600, nil))
 	mk("empty2", file(0o644, fstree.Bytes{}))
 	mk("big", file(0o644, patterned{1, 3*BlockSize + 123}))
+	mk("large", file(0o644, patterned{5, 3<<20 + 77}))
 	mk("aligned", file(0o644, patterned{2, 2 * BlockSize}))
 	mk("almost", file(0o644, patterned{3, BlockSize - 1}))
 	mk("tailtoolong", file(0o644, patterned{4, BlockSize + BlockSize - 40}))
