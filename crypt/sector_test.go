@@ -197,4 +197,3 @@ func TestSectorCipherMatchesCryptsetup(t *testing.T) {
 		})
 	}
 }
-
