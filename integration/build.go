@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Tag is the build tag of in-VM tests.
+const Tag = "integration"
+
+// TestPackages returns the import paths of the packages in the module at
+// moduleDir that have test files behind the integration build tag (that is,
+// more test files with the tag than without), except the harness package
+// itself. Any package can join the VM run by adding such a file.
+func TestPackages(ctx context.Context, moduleDir string) ([]string, error) {
+	const format = "{{.ImportPath}} {{len .TestGoFiles}} {{len .XTestGoFiles}}"
+	list := func(tags ...string) (map[string]string, error) {
+		args := append([]string{"list", "-e"}, tags...)
+		out, err := goCmd(ctx, moduleDir, append(args, "-f", format, "./...")...)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]string{}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			if path, counts, ok := strings.Cut(sc.Text(), " "); ok {
+				m[path] = counts
+			}
+		}
+		return m, nil
+	}
+	with, err := list("-tags", Tag)
+	if err != nil {
+		return nil, err
+	}
+	without, err := list()
+	if err != nil {
+		return nil, err
+	}
+	self, err := goCmd(ctx, moduleDir, "list", "-m")
+	if err != nil {
+		return nil, err
+	}
+	harness := strings.TrimSpace(string(self)) + "/integration"
+	var pkgs []string
+	for _, p := range sortedKeys(with) {
+		if p != harness && with[p] != without[p] {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs, nil
+}
+
+// BuildTests builds a static test binary (CGO_ENABLED=0, -tags integration)
+// of each package into outDir and returns them by test name: the import path
+// below the module, slashes turned into dashes ("dm", "integration-itest").
+func BuildTests(ctx context.Context, moduleDir, outDir string, pkgs []string) (map[string]string, error) {
+	self, err := goCmd(ctx, moduleDir, "list", "-m")
+	if err != nil {
+		return nil, err
+	}
+	prefix := strings.TrimSpace(string(self)) + "/"
+	bins := map[string]string{}
+	for _, p := range pkgs {
+		name := strings.ReplaceAll(strings.TrimPrefix(p, prefix), "/", "-")
+		bin := filepath.Join(outDir, name+".test")
+		if _, err := goCmd(ctx, moduleDir, "test", "-c", "-tags", Tag, "-o", bin, p); err != nil {
+			return nil, err
+		}
+		bins[name] = bin
+	}
+	return bins, nil
+}
+
+// BuildCommands builds static binaries of the main packages ./cmd/NAME for
+// each name into outDir and returns them by name.
+func BuildCommands(ctx context.Context, moduleDir, outDir string, names []string) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, n := range names {
+		bin := filepath.Join(outDir, n)
+		if _, err := goCmd(ctx, moduleDir, "build", "-trimpath", "-o", bin, "./cmd/"+n); err != nil {
+			return nil, err
+		}
+		bins[n] = bin
+	}
+	return bins, nil
+}
+
+// goCmd runs the go tool with cgo off (static binaries for the initramfs).
+func goCmd(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("integration: go %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out, nil
+}

@@ -1,0 +1,59 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// Host runs the test binaries directly on this machine, the way /init runs
+// them in the VM: for a privileged Linux host or container
+// (docker run --privileged) whose kernel already has the modules loaded.
+type Host struct {
+	// Tests maps a test name to a test binary; they run in name order.
+	Tests map[string]string
+	// TestArgs are passed to every test binary after -test.v.
+	TestArgs []string
+	// OutDir is the artifact directory tests see as itest.OutDir.
+	OutDir string
+}
+
+// Run runs every test binary, copying their output to console when it is
+// not nil. Test failures are in the Report; the error is for binaries that
+// could not be started or a cancelled ctx.
+func (h *Host) Run(ctx context.Context, console io.Writer) (Report, error) {
+	if console == nil {
+		console = io.Discard
+	}
+	start := time.Now()
+	rep := Report{Done: true}
+	for _, name := range sortedKeys(h.Tests) {
+		dir, err := os.MkdirTemp("", "integration-"+name+"-")
+		if err != nil {
+			return rep, fmt.Errorf("integration: %w", err)
+		}
+		cmd := exec.CommandContext(ctx, h.Tests[name], append([]string{"-test.v"}, h.TestArgs...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "INTEGRATION_REQUIRE=1", "INTEGRATION_OUT="+h.OutDir)
+		cmd.Stdout, cmd.Stderr = console, console
+		t0 := time.Now()
+		err = cmd.Run()
+		os.RemoveAll(dir)
+		if ctx.Err() != nil {
+			rep.Done = false
+			return rep, fmt.Errorf("%w: %w", ErrIncomplete, ctx.Err())
+		}
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			return rep, fmt.Errorf("integration: run %s: %w", name, err)
+		}
+		rep.Results = append(rep.Results, Result{Name: name, Pass: err == nil, Seconds: time.Since(t0).Seconds()})
+		if err != nil {
+			rep.RC = 1
+		}
+	}
+	rep.Total = time.Since(start)
+	return rep, nil
+}

@@ -1,0 +1,145 @@
+package integration
+
+import (
+	"compress/gzip"
+	"context"
+	"debug/elf"
+	_ "embed"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/enclave-storage/enclave-storage/cpio"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// Initramfs is the content of the microVM's initramfs.
+type Initramfs struct {
+	// Busybox is a statically linked busybox; "" means /bin/busybox
+	// (Debian's busybox-static).
+	Busybox string
+	// Modules are insmodded in order by /init.
+	Modules []Module
+	// Commands maps a name in the guest's /bin to a static binary on the host.
+	Commands map[string]string
+	// Tests maps a test name to a static test binary on the host; /init runs
+	// them in name order.
+	Tests map[string]string
+	// TestArgs are passed to every test binary after -test.v.
+	TestArgs []string
+}
+
+// Write writes the initramfs, a gzip-compressed newc cpio archive.
+func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
+	var a cpio.Archive
+	bb := in.Busybox
+	if bb == "" {
+		bb = "/bin/busybox"
+	}
+	if err := checkStatic(bb); err != nil {
+		return fmt.Errorf("integration: busybox (install busybox-static): %w", err)
+	}
+	add := func(name string, perm os.FileMode, hostPath string) error {
+		b, err := os.ReadFile(hostPath)
+		if err != nil {
+			return fmt.Errorf("integration: initramfs: %w", err)
+		}
+		return a.AddFile(name, perm, b)
+	}
+	if err := add("bin/busybox", 0o755, bb); err != nil {
+		return err
+	}
+	if err := a.AddFile("init", 0o755, initScript); err != nil {
+		return err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "out", "etc", "root"} {
+		if err := a.AddDir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// The kernel opens /dev/console for init's stdio before /init mounts
+	// devtmpfs.
+	if err := a.AddDevice("dev/console", 0o600, true, 5, 1); err != nil {
+		return err
+	}
+
+	var list strings.Builder
+	for _, m := range in.Modules {
+		name := "lib/modules/" + filepath.Base(m.Path)
+		if err := add(name, 0o644, m.Path); err != nil {
+			return err
+		}
+		fmt.Fprintf(&list, "/%s %s\n", name, m.Params)
+	}
+	if err := a.AddFile("etc/modules", 0o644, []byte(list.String())); err != nil {
+		return err
+	}
+	if err := a.AddFile("etc/test-args", 0o644, []byte(strings.Join(in.TestArgs, " ")+"\n")); err != nil {
+		return err
+	}
+	for _, set := range []struct {
+		dir, suffix string
+		files       map[string]string
+	}{{"bin/", "", in.Commands}, {"tests/", ".test", in.Tests}} {
+		for _, name := range sortedKeys(set.files) {
+			if err := checkStatic(set.files[name]); err != nil {
+				return fmt.Errorf("integration: %s (build with CGO_ENABLED=0): %w", name, err)
+			}
+			if err := add(set.dir+name+set.suffix, 0o755, set.files[name]); err != nil {
+				return err
+			}
+		}
+	}
+
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Write(ctx, zw); err != nil {
+		return fmt.Errorf("integration: initramfs: %w", err)
+	}
+	return zw.Close()
+}
+
+// WriteFile writes the initramfs to path.
+func (in *Initramfs) WriteFile(ctx context.Context, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("integration: %w", err)
+	}
+	if err := in.Write(ctx, f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// checkStatic fails for an ELF file with a program interpreter: a
+// dynamically linked binary cannot run in the initramfs, which has no libc.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked", path)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
