@@ -1,0 +1,44 @@
+// Package enclave is the mount agent that runs inside the enclave (as
+// /init, from the measured application ramdisk) and turns two NBD exports
+// served by the parent over vsock into the application's root filesystem.
+//
+// Run performs, in order, each step pushing its reversal on an Undo stack:
+//
+//  1. LoadPinned: the verity parameters from
+//     /etc/enclave-storage/verity.json, accepted only if their root hash
+//     equals enclave_storage.verity_root= on the kernel command line (both
+//     are measured into the PCRs; see package eif). The configuration comes
+//     from /etc/enclave-storage/config.json (LoadConfig, Config).
+//  2. AttachExport, twice: dial the parent (vsock CID 3 by default),
+//     negotiate the export in userspace (package nbdclient) and hand the
+//     socket to the kernel NBD client over generic netlink (package
+//     nbdkernel), giving /dev/nbdN.
+//  3. OpenVerity: dm-verity over the image device with the pinned
+//     parameters (package dm); reading the first block proves the image
+//     matches the pinned root, else ErrRootHashMismatch. The erofs inside is
+//     mounted read-only at /mnt/lower.
+//  4. OpenRun: the run device is classified (ClassifyRun). Blank (no LUKS
+//     signature where a LUKS2 header may start, and the first MiB zero):
+//     format LUKS2 (package crypt) with the key from the key provider
+//     (package keys), map it with dm-crypt, mkfs.ext4. LUKS: unlock; a key
+//     that opens no keyslot is ErrWrongKey and the device is never
+//     reformatted. Anything else is ErrForeignRun. An unlocked volume
+//     without an ext4 superblock (a first launch cut short between LUKS and
+//     mkfs) is ErrNoFilesystem, again without reformatting. Ephemeral
+//     configurations (random: keys) format on every launch. The ext4
+//     filesystem is mounted at /mnt/upper; its journal is replayed by the
+//     kernel on mount, which is the whole fsck policy.
+//  5. An overlay of /mnt/lower under /mnt/upper/root (work dir
+//     /mnt/upper/work) is mounted at /mnt/root with /dev, /proc and /sys
+//     bound in, and the application (Config.App, the image's entrypoint,
+//     cmd, env, working directory and user) runs chrooted in it as a child
+//     (package overlay explains why chroot and why a child).
+//  6. When the application exits or ctx is cancelled (SIGTERM to the
+//     agent: the application gets SIGTERM, then SIGKILL after StopGrace),
+//     the stack unwinds: sync, unmount the binds, the overlay, ext4 and
+//     erofs, remove the dm-crypt and dm-verity targets, disconnect both NBD
+//     devices. The run image is left clean.
+//
+// The userspace parts (configuration, pinning, the blank rule, the undo
+// stack) build everywhere; the steps that touch the kernel are Linux only.
+package enclave

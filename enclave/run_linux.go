@@ -1,0 +1,201 @@
+//go:build linux
+
+package enclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enclave-storage/enclave-storage/keys"
+	"github.com/enclave-storage/enclave-storage/nbdkernel"
+	"github.com/enclave-storage/enclave-storage/overlay"
+)
+
+// TeardownTimeout bounds the teardown after the application has exited.
+const TeardownTimeout = 2 * time.Minute
+
+// ExitError reports that the application exited unsuccessfully; Code is its
+// exit status (128+signal when killed by a signal, as shells report).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("enclave: application exited with status %d", e.Code)
+}
+
+// Run is the whole mount agent: it reads the pinned verity parameters,
+// attaches the image and run exports, opens dm-verity and dm-crypt (LUKS2,
+// formatted and mkfs'd on first launch), mounts the overlay root, runs the
+// application in it until it exits or ctx is cancelled (SIGTERM, then
+// SIGKILL after StopGrace), and tears everything down in reverse. Every
+// step's reversal is also run when a later step fails.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	undo := NewUndo(log)
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), TeardownTimeout)
+		defer cancel()
+		unix.Sync()
+		if uerr := undo.Unwind(tctx); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+
+	// 1. What to trust and how to get there.
+	params, err := LoadPinned(cfg.CmdlinePath, cfg.VerityJSONPath)
+	if err != nil {
+		return err
+	}
+	kp, err := keys.Parse(cfg.Key)
+	if err != nil {
+		return fmt.Errorf("%w: key: %w", ErrConfig, err)
+	}
+	log.Info("pinned image", "root_hash", params.RootHash.String(), "data_blocks", params.DataBlocks)
+
+	// 2. NBD exports on kernel devices.
+	nl, err := nbdkernel.Dial()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	cctx, cancel := context.WithTimeout(ctx, defaultConnectDeadline)
+	defer cancel()
+	img, err := AttachExport(cctx, nl, cfg, cfg.ImageExport, false, undo)
+	if err != nil {
+		return err
+	}
+	log.Info("image attached", "export", cfg.ImageExport, "device", img.Path, "size", img.Export.Size)
+	run, err := AttachExport(cctx, nl, cfg, cfg.RunExport, true, undo)
+	if err != nil {
+		return err
+	}
+	log.Info("run volume attached", "export", cfg.RunExport, "device", run.Path, "size", run.Export.Size)
+
+	// 3. dm-verity, read-only erofs.
+	verityDev, err := OpenVerity(ctx, img, params, undo)
+	if err != nil {
+		return err
+	}
+	if err := Mount(verityDev, cfg.LowerDir, "erofs", unix.MS_RDONLY, "", undo); err != nil {
+		return err
+	}
+	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)
+
+	// 4. dm-crypt, ext4.
+	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, undo, log)
+	if err != nil {
+		return err
+	}
+	if fresh {
+		log.Info("formatting run volume", "device", cryptDev, "mkfs", cfg.Mkfs)
+		if err := Mkfs(ctx, cfg.Mkfs, cryptDev); err != nil {
+			return err
+		}
+	}
+	if err := Mount(cryptDev, cfg.UpperDir, "ext4", unix.MS_NODEV, "", undo); err != nil {
+		return err
+	}
+	log.Info("run volume mounted", "device", cryptDev, "dir", cfg.UpperDir, "new", fresh)
+
+	// 5. overlay root, binds, application.
+	o := overlay.Options{
+		Lower: []string{cfg.LowerDir},
+		Upper: filepath.Join(cfg.UpperDir, "root"),
+		Work:  filepath.Join(cfg.UpperDir, "work"),
+	}
+	for _, d := range []string{o.Upper, o.Work, cfg.RootDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("enclave: %w", err)
+		}
+	}
+	root, err := overlay.NewRoot(cfg.RootDir, o)
+	if err != nil {
+		return err
+	}
+	undo.Push("unmount root "+cfg.RootDir, root.Close)
+	if err := root.BindSystem(); err != nil {
+		return err
+	}
+	return runApp(ctx, root, cfg, log)
+}
+
+// runApp runs the application in root until it exits or ctx is done.
+func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logger) error {
+	cmd, err := root.Command(ctx, overlay.Process{
+		Args: cfg.App.Args(),
+		Env:  cfg.App.Env,
+		Dir:  cfg.App.WorkingDir,
+		User: cfg.App.User,
+	}, time.Duration(cfg.StopGrace))
+	if err != nil {
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("enclave: starting %s: %w", cmd.Path, err)
+	}
+	log.Info("application started", "path", cmd.Path, "pid", cmd.Process.Pid)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		log.Info("application exited", "status", 0)
+		return nil
+	case errors.As(err, &ee):
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		log.Info("application exited", "status", code, "stopping", ctx.Err() != nil)
+		if ctx.Err() != nil {
+			// We asked it to stop: not the application's failure.
+			return nil
+		}
+		return &ExitError{Code: code}
+	default:
+		return fmt.Errorf("enclave: waiting for %s: %w", cmd.Path, err)
+	}
+}
+
+// InitSystem mounts what an init must before anything else when the agent
+// runs as PID 1 from the ramdisk: proc at /proc, sysfs at /sys and devtmpfs
+// at /dev, each only when not already there.
+func InitSystem() error {
+	mounts := []struct{ fstype, dir, probe string }{
+		{"proc", "/proc", "/proc/self"},
+		{"sysfs", "/sys", "/sys/kernel"},
+		{"devtmpfs", "/dev", "/dev/null"},
+	}
+	for _, m := range mounts {
+		if _, err := os.Stat(m.probe); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return fmt.Errorf("enclave: %w", err)
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("enclave: mounting %s at %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	return nil
+}
+
+// PowerOff syncs and powers the machine off; as PID 1 the agent must never
+// simply exit (the kernel would panic).
+func PowerOff() error {
+	unix.Sync()
+	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
