@@ -39,6 +39,11 @@ type Spec struct {
 	// DefaultMem (bytes) and DefaultCPUs go in the header; 0 means
 	// DefaultMem and DefaultCPUs as nitro-cli writes.
 	DefaultMem, DefaultCPUs uint64
+	// Signer, if set, signs PCR0 into a signature section (the last
+	// section) and its certificate sets PCR8. ECDSA signatures are
+	// randomized, so signed images differ from build to build in the
+	// signature section (and CRC) only; the PCRs do not.
+	Signer *Signer
 }
 
 // ErrInvalidSpec is wrapped by errors about an unusable Spec.
@@ -55,24 +60,28 @@ type plannedSection struct {
 	name string // for errors
 }
 
-// plan lays out the sections in nitro-cli's order: kernel, cmdline,
-// metadata, ramdisks.
-func plan(spec *Spec) (*Header, []plannedSection, error) {
+// plan lists the sections in nitro-cli's order: kernel, cmdline,
+// metadata, ramdisks (the signature is added once PCR0 is known).
+func plan(spec *Spec) ([]plannedSection, error) {
 	if spec.Kernel == nil {
-		return nil, nil, fmt.Errorf("%w: no kernel", ErrInvalidSpec)
+		return nil, fmt.Errorf("%w: no kernel", ErrInvalidSpec)
 	}
 	if len(spec.Ramdisks) == 0 {
-		return nil, nil, fmt.Errorf("%w: no ramdisk (the first ramdisk is the bootstrap one)", ErrInvalidSpec)
+		return nil, fmt.Errorf("%w: no ramdisk (the first ramdisk is the bootstrap one)", ErrInvalidSpec)
 	}
 	if strings.IndexByte(spec.Cmdline, 0) >= 0 {
-		return nil, nil, fmt.Errorf("%w: cmdline contains a NUL byte", ErrInvalidSpec)
+		return nil, fmt.Errorf("%w: cmdline contains a NUL byte", ErrInvalidSpec)
 	}
-	if n := 3 + len(spec.Ramdisks); n > MaxSections {
-		return nil, nil, fmt.Errorf("%w: %d sections, at most %d fit", ErrInvalidSpec, n, MaxSections)
+	n := 3 + len(spec.Ramdisks)
+	if spec.Signer != nil {
+		n++
+	}
+	if n > MaxSections {
+		return nil, fmt.Errorf("%w: %d sections, at most %d fit", ErrInvalidSpec, n, MaxSections)
 	}
 	meta, err := spec.Metadata.marshal()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
 	secs := []plannedSection{
 		{SectionKernel, io.NewSectionReader(spec.Kernel, 0, spec.Kernel.Size()), "kernel"},
@@ -81,10 +90,20 @@ func plan(spec *Spec) (*Header, []plannedSection, error) {
 	}
 	for i, r := range spec.Ramdisks {
 		if r == nil {
-			return nil, nil, fmt.Errorf("%w: ramdisk %d is nil", ErrInvalidSpec, i)
+			return nil, fmt.Errorf("%w: ramdisk %d is nil", ErrInvalidSpec, i)
 		}
 		secs = append(secs, plannedSection{SectionRamdisk, io.NewSectionReader(r, 0, r.Size()), fmt.Sprintf("ramdisk %d", i)})
 	}
+	for _, s := range secs {
+		if s.data.Size() < 0 {
+			return nil, fmt.Errorf("%w: %s has negative size", ErrInvalidSpec, s.name)
+		}
+	}
+	return secs, nil
+}
+
+// header builds the EIF header for secs, without the CRC.
+func header(spec *Spec, secs []plannedSection) *Header {
 	h := &Header{
 		Version:     Version,
 		Flags:       spec.Flags,
@@ -101,14 +120,11 @@ func plan(spec *Spec) (*Header, []plannedSection, error) {
 	}
 	off := uint64(HeaderSize)
 	for i, s := range secs {
-		if s.data.Size() < 0 {
-			return nil, nil, fmt.Errorf("%w: %s has negative size", ErrInvalidSpec, s.name)
-		}
 		h.SectionOffsets[i] = off
 		h.SectionSizes[i] = uint64(s.data.Size())
 		off += SectionHeaderSize + uint64(s.data.Size())
 	}
-	return h, secs, nil
+	return h
 }
 
 // Build writes an EIF made from spec to w and returns its PCRs. It reads
@@ -117,26 +133,50 @@ func plan(spec *Spec) (*Header, []plannedSection, error) {
 // output is a function of spec alone: give Metadata a fixed BuildTime
 // (see SourceDateEpoch) for reproducible images.
 func Build(ctx context.Context, w io.Writer, spec *Spec) (PCRs, error) {
-	h, secs, err := plan(spec)
+	secs, err := plan(spec)
 	if err != nil {
 		return PCRs{}, err
 	}
+	m := newMeasurer()
+	if spec.Signer != nil {
+		der, err := spec.Signer.certDER()
+		if err != nil {
+			return PCRs{}, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+		m.certDER(der)
+	}
 	buf := make([]byte, 1<<20)
 
-	// Pass 1: CRC and measurements.
-	crc := crc32.NewIEEE()
-	m := newMeasurer()
-	hb, _ := h.MarshalBinary()
-	crc.Write(hb[:HeaderSize-4])
+	// Pass 1: measurements, and the CRC of everything after the header
+	// (the header's own bytes depend on the signature's size, so its CRC
+	// is combined in afterwards).
+	body := crc32.NewIEEE()
+	var bodyLen int64
 	for _, s := range secs {
 		sh := SectionHeader{Type: s.typ, Size: uint64(s.data.Size())}
 		shb, _ := sh.MarshalBinary()
-		crc.Write(shb)
-		if err := copyCtx(ctx, io.MultiWriter(crc, m.writer(s.typ)), s.data, buf); err != nil {
+		body.Write(shb)
+		if err := copyCtx(ctx, io.MultiWriter(body, m.writer(s.typ)), s.data, buf); err != nil {
 			return PCRs{}, fmt.Errorf("eif: reading %s: %w", s.name, err)
 		}
+		bodyLen += SectionHeaderSize + s.data.Size()
 	}
-	h.CRC32 = crc.Sum32()
+	pcrs := m.pcrs()
+	if spec.Signer != nil {
+		sig, err := spec.Signer.signatureSection(pcrs.PCR0)
+		if err != nil {
+			return PCRs{}, fmt.Errorf("eif: %w", err)
+		}
+		sh := SectionHeader{Type: SectionSignature, Size: uint64(len(sig))}
+		shb, _ := sh.MarshalBinary()
+		body.Write(shb)
+		body.Write(sig)
+		bodyLen += SectionHeaderSize + int64(len(sig))
+		secs = append(secs, plannedSection{SectionSignature, io.NewSectionReader(bytes.NewReader(sig), 0, int64(len(sig))), "signature"})
+	}
+	h := header(spec, secs)
+	hb, _ := h.MarshalBinary()
+	h.CRC32 = crc32Combine(crc32.ChecksumIEEE(hb[:HeaderSize-4]), body.Sum32(), bodyLen)
 
 	// Pass 2: write, re-checking the CRC to catch inputs that changed.
 	crc2 := crc32.NewIEEE()
@@ -159,7 +199,7 @@ func Build(ctx context.Context, w io.Writer, spec *Spec) (PCRs, error) {
 	if crc2.Sum32() != h.CRC32 {
 		return PCRs{}, ErrInputChanged
 	}
-	return m.pcrs(), nil
+	return pcrs, nil
 }
 
 // teeWriter writes to w, then feeds what was written to h.
@@ -204,4 +244,57 @@ func copyCtx(ctx context.Context, w io.Writer, r *io.SectionReader, buf []byte) 
 		}
 	}
 	return nil
+}
+
+// crc32Combine returns the IEEE CRC-32 of A||B from crc1 = CRC(A),
+// crc2 = CRC(B) and len2 = len(B), by zlib's crc32_combine method
+// (applying len2 zero bytes to crc1 as GF(2) matrix powers).
+func crc32Combine(crc1, crc2 uint32, len2 int64) uint32 {
+	if len2 <= 0 {
+		return crc1 ^ crc2
+	}
+	var even, odd [32]uint32
+	odd[0] = crc32.IEEE // the reflected polynomial: one zero bit
+	row := uint32(1)
+	for n := 1; n < 32; n++ {
+		odd[n] = row
+		row <<= 1
+	}
+	gf2Square(&even, &odd) // two zero bits
+	gf2Square(&odd, &even) // four zero bits
+	for {
+		gf2Square(&even, &odd) // first pass: one zero byte
+		if len2&1 != 0 {
+			crc1 = gf2Times(&even, crc1)
+		}
+		len2 >>= 1
+		if len2 == 0 {
+			break
+		}
+		gf2Square(&odd, &even)
+		if len2&1 != 0 {
+			crc1 = gf2Times(&odd, crc1)
+		}
+		len2 >>= 1
+		if len2 == 0 {
+			break
+		}
+	}
+	return crc1 ^ crc2
+}
+
+func gf2Times(mat *[32]uint32, vec uint32) uint32 {
+	var sum uint32
+	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
+		if vec&1 != 0 {
+			sum ^= mat[i]
+		}
+	}
+	return sum
+}
+
+func gf2Square(square, mat *[32]uint32) {
+	for n := range 32 {
+		square[n] = gf2Times(mat, mat[n])
+	}
 }

@@ -67,7 +67,11 @@
 // used by nitro-cli build-enclave and eif_build) and there is no Go
 // package for EIF; we need EIFs built reproducibly inside imgbuild
 // without a Rust toolchain or Docker, so this package reimplements the
-// format from the Rust sources. It does not create signed images; it
-// reads the signature section to compute PCR8 and can verify the PCR0
-// signature.
+// format from the Rust sources. Signing (Spec.Signer) and verification
+// (File.VerifySignature) follow nitro-cli: a COSE_Sign1 (ES256/384/512)
+// of {"register_index": 0, "register_value": PCR0} next to the PEM
+// certificate, CBOR-encoded as serde_cbor does. The few CBOR shapes
+// involved are handled by a small codec here rather than a dependency;
+// the verifier is checked against aws-nitro-enclaves-cose's ES384
+// known-answer vector.
 package eif
