@@ -1,0 +1,27 @@
+// Package layer flattens container image layers — tar streams applied one
+// over the other — into an fstree.Tree, the way a container runtime would
+// unpack them onto a root filesystem, but without touching the real
+// filesystem: nothing is created, chowned or mknod'ed, so it runs rootless
+// and unprivileged.
+//
+// It follows the OCI image-spec layer rules: ".wh.NAME" deletes NAME from
+// the lower layers, ".wh..wh..opq" hides everything the lower layers had in
+// its directory, and whiteouts never hide what their own layer adds. Hard
+// links point at an earlier path (of this or an earlier layer) and share
+// the inode; symlinks, device nodes, FIFOs, PAX "SCHILY.xattr." extended
+// attributes, ownership, modes and modification times are kept. Missing
+// parent directories are created (0755, root, zero mtime). A later entry
+// replaces an earlier one, a directory with a file and the other way round;
+// a directory entry over a directory changes its metadata only.
+//
+// Entry names are normalized as containerd and umoci do — leading "/" and
+// "./" dropped, "a/../b" cleaned to "b" — and a parent path that is a
+// symlink is followed inside the tree, never outside it. An entry or
+// hard-link target whose name climbs above the root ("../etc/passwd") is
+// rejected with an *EntryError wrapping ErrUnsafePath.
+//
+// File content is appended to one spool file, and the tree refers to
+// ranges of it, so memory grows with the number of entries, not with the
+// image's size. The spool is unlinked as soon as it is created where the
+// OS allows; Close releases it.
+package layer
