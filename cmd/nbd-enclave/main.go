@@ -1,0 +1,167 @@
+//go:build linux
+
+// Command nbd-enclave is the enclave's mount agent and init: it attaches
+// the parent's NBD exports, opens dm-verity and dm-crypt, mounts the
+// application's overlay root, runs the application in it and tears it all
+// down when the application exits or on SIGTERM. The logic is in package
+// enclave; this file is flags, logging and signals.
+//
+// Usage:
+//
+//	nbd-enclave [flags] [-- ENTRYPOINT [ARG...]]
+//
+// Example (loopback test against nbd-parent on vsock CID 1):
+//
+//	nbd-enclave --parent vsock://1:10809 --key random: --ephemeral -- /bin/sh -c 'echo hi > /data'
+//
+// Run as PID 1 it first mounts /proc, /sys and /dev, and powers the
+// machine off when done instead of exiting.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/enclave-storage/enclave-storage/enclave"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	code := run(ctx, log, os.Args[1:], os.Stderr)
+	if os.Getpid() == 1 {
+		// The kernel panics when init exits: power off instead.
+		log.Info("powering off", "status", code)
+		if err := enclave.PowerOff(); err != nil {
+			log.Error("power off", "err", err)
+		}
+		select {}
+	}
+	os.Exit(code)
+}
+
+// run returns the exit status: 0, the application's non-zero status, 1 for
+// an agent failure, 2 for a usage error.
+func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer) int {
+	if os.Getpid() == 1 {
+		if err := enclave.InitSystem(); err != nil {
+			log.Error("init", "err", err)
+			return 1
+		}
+	}
+	cfg, err := parseConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return 2
+	}
+	err = enclave.Run(ctx, cfg, log)
+	if err == nil {
+		return 0
+	}
+	var ee *enclave.ExitError
+	if errors.As(err, &ee) {
+		if err != error(ee) {
+			log.Error("teardown after the application exited", "err", err)
+		}
+		return ee.Code
+	}
+	log.Error("nbd-enclave failed", "err", err)
+	return 1
+}
+
+// parseConfig reads the configuration file (when present) and applies the
+// flags that were set on top of it.
+func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
+	fs := flag.NewFlagSet("nbd-enclave", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath  = fs.String("config", enclave.DefaultConfigJSONPath, "configuration JSON; a missing file at the default path is not an error")
+		parent      = fs.String("parent", "", "nbd-parent address: vsock://CID:PORT, tcp://HOST:PORT or unix:///PATH (default "+enclave.DefaultParent+")")
+		imageExport = fs.String("image-export", "", "NBD export of the verity image (default "+enclave.DefaultImageExport+")")
+		runExport   = fs.String("run-export", "", "NBD export of the encrypted run volume (default "+enclave.DefaultRunExport+")")
+		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME or random: (with --ephemeral)")
+		ephemeral   = fs.Bool("ephemeral", false, "format the run volume on every launch (scratch space; needs --key random:)")
+		lower       = fs.String("lower", "", "mount point of the image (default "+enclave.DefaultLowerDir+")")
+		upper       = fs.String("upper", "", "mount point of the run volume (default "+enclave.DefaultUpperDir+")")
+		root        = fs.String("root", "", "mount point of the application's overlay root (default "+enclave.DefaultRootDir+")")
+		mkfs        = fs.String("mkfs", "", "mkfs.ext4 executable for the first launch (default "+enclave.DefaultMkfs+")")
+		cmdline     = fs.String("cmdline", enclave.DefaultCmdlinePath, "kernel command line carrying "+enclave.CmdlineVerityRoot+"=HEX")
+		verityJSON  = fs.String("verity-json", enclave.DefaultVerityJSONPath, "verity parameters written by imgbuild")
+		timeout     = fs.Duration("nbd-timeout", 0, "kernel NBD request timeout (default 30s)")
+		deadConn    = fs.Duration("nbd-dead-conn-timeout", 0, "how long I/O waits for a reconnect after the connection dies (default 2m)")
+		grace       = fs.Duration("stop-grace", 0, "time between SIGTERM and SIGKILL for the application (default 10s)")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: nbd-enclave [flags] [-- ENTRYPOINT [ARG...]]
+
+Mount agent and init of an enclave: attaches the parent's NBD exports over
+vsock, opens the dm-verity image (root hash pinned on the kernel command
+line) and the LUKS2 run volume (formatted on first launch), mounts an
+overlay root and runs the application in it until it exits or SIGTERM.
+
+Example (loopback test against nbd-parent on vsock CID 1):
+
+  nbd-enclave --parent vsock://1:10809 --key random: --ephemeral -- /bin/sh -c 'echo hi > /data'
+
+Flags override %s. Arguments after -- replace the image's
+entrypoint and command.
+
+Flags:
+`, enclave.DefaultConfigJSONPath)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return enclave.Config{}, err
+	}
+	cfg, err := enclave.LoadConfig(*configPath)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if errors.Is(err, os.ErrNotExist) && !set["config"] {
+		cfg, err = enclave.Config{}, nil
+	}
+	if err != nil {
+		return cfg, err
+	}
+	str := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	str("parent", &cfg.Parent, *parent)
+	str("image-export", &cfg.ImageExport, *imageExport)
+	str("run-export", &cfg.RunExport, *runExport)
+	str("key", &cfg.Key, *key)
+	str("lower", &cfg.LowerDir, *lower)
+	str("upper", &cfg.UpperDir, *upper)
+	str("root", &cfg.RootDir, *root)
+	str("mkfs", &cfg.Mkfs, *mkfs)
+	cfg.CmdlinePath, cfg.VerityJSONPath = *cmdline, *verityJSON
+	if set["ephemeral"] {
+		cfg.Ephemeral = *ephemeral
+	}
+	dur := func(name string, dst *enclave.Duration, v time.Duration) {
+		if set[name] {
+			*dst = enclave.Duration(v)
+		}
+	}
+	dur("nbd-timeout", &cfg.Timeout, *timeout)
+	dur("nbd-dead-conn-timeout", &cfg.DeadConnTimeout, *deadConn)
+	dur("stop-grace", &cfg.StopGrace, *grace)
+	if rest := fs.Args(); len(rest) > 0 {
+		cfg.App.Entrypoint, cfg.App.Cmd = rest, nil
+	}
+	cfg = cfg.Defaults()
+	return cfg, cfg.Validate()
+}
