@@ -27,11 +27,15 @@ test: ## unit and oracle tests (oracles skip only where the tool is absent)
 
 lint: ## go vet, plus staticcheck when it is installed
 	$(GO) vet -tags '$(IMGBUILD_TAGS)' ./...
-	@if command -v staticcheck >/dev/null; then staticcheck -tags '$(IMGBUILD_TAGS)' ./...; \
-	else echo "lint: staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
+	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \
+	if [ -x "$$sc" ]; then "$$sc" -tags '$(IMGBUILD_TAGS)' ./...; \
+	else echo "lint: staticcheck not installed (make deps installs it)"; fi
 
 bench: build ## our code against the real tools, same machine, same run
 	scripts/bench.sh
+
+integration: ## kernel-level tests in a QEMU microVM (Debian kernel, TCG); HOST=1 runs them on this host instead
+	scripts/integration.sh
 
 fuzz: ## a short run of every fuzz target
 	scripts/fuzz.sh $(FUZZTIME)

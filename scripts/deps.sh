@@ -32,4 +32,6 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 go mod download
+# staticcheck for 'make lint', pinned so lint results do not drift.
+GOBIN="$(go env GOPATH)/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 echo "deps.sh: ready ($(go version))"
