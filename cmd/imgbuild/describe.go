@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/enclave-storage/enclave-storage/eif"
 )
@@ -59,6 +63,11 @@ func runDescribe(ctx context.Context, env *cliEnv, args []string) error {
 	if crcErr != nil {
 		return fmt.Errorf("%s: %w", name, crcErr)
 	}
+	if f.Signature != nil {
+		if _, err := f.VerifySignature(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	return nil
 }
 
@@ -68,12 +77,77 @@ type describeInfo struct {
 	EifVersion   uint16          `json:"EifVersion"`
 	Measurements eif.PCRs        `json:"Measurements"`
 	IsSigned     bool            `json:"IsSigned"`
+	Certificate  *certInfo       `json:"SigningCertificate,omitempty"`
 	CheckCRC     bool            `json:"CheckCRC"`
+	SignCheck    *bool           `json:"SignatureCheck,omitempty"`
 	ImageName    *string         `json:"ImageName,omitempty"`
 	ImageVersion *string         `json:"ImageVersion,omitempty"`
 	Metadata     json.RawMessage `json:"Metadata,omitempty"`
 	Cmdline      string          `json:"Cmdline"`
 	Sections     []sectionInfo   `json:"Sections"`
+}
+
+// certInfo mirrors nitro-cli's SignCertificateInfo, with OpenSSL's
+// spelling of names, algorithms and times.
+type certInfo struct {
+	IssuerName map[string]string `json:"IssuerName"`
+	Algorithm  string            `json:"Algorithm"`
+	NotBefore  string            `json:"NotBefore"`
+	NotAfter   string            `json:"NotAfter"`
+	Signature  string            `json:"Signature"`
+}
+
+// OpenSSL long names of the usual distinguished name attributes.
+var attrNames = map[string]string{
+	"2.5.4.3": "commonName", "2.5.4.6": "countryName", "2.5.4.7": "localityName",
+	"2.5.4.8": "stateOrProvinceName", "2.5.4.10": "organizationName", "2.5.4.11": "organizationalUnitName",
+}
+
+// OpenSSL names of the certificate signature algorithms.
+var sigAlgNames = map[x509.SignatureAlgorithm]string{
+	x509.ECDSAWithSHA256: "ecdsa-with-SHA256", x509.ECDSAWithSHA384: "ecdsa-with-SHA384", x509.ECDSAWithSHA512: "ecdsa-with-SHA512",
+	x509.SHA256WithRSA: "sha256WithRSAEncryption", x509.SHA384WithRSA: "sha384WithRSAEncryption", x509.SHA512WithRSA: "sha512WithRSAEncryption",
+}
+
+func newCertInfo(c *x509.Certificate) *certInfo {
+	ci := &certInfo{IssuerName: map[string]string{}, Algorithm: c.SignatureAlgorithm.String()}
+	for _, a := range c.Issuer.Names {
+		k := a.Type.String()
+		if n, ok := attrNames[k]; ok {
+			k = n
+		}
+		ci.IssuerName[k] = fmt.Sprint(a.Value)
+	}
+	if n, ok := sigAlgNames[c.SignatureAlgorithm]; ok {
+		ci.Algorithm = n
+	}
+	const asn1Time = "Jan _2 15:04:05 2006 GMT"
+	ci.NotBefore, ci.NotAfter = c.NotBefore.UTC().Format(asn1Time), c.NotAfter.UTC().Format(asn1Time)
+	hexes := make([]string, len(c.Signature))
+	for i, b := range c.Signature {
+		hexes[i] = fmt.Sprintf("%02X", b)
+	}
+	ci.Signature = strings.Join(hexes, ":")
+	return ci
+}
+
+// signingCert returns the signing certificate of a signed image and
+// whether its PCR0 signature verifies.
+func signingCert(f *eif.File) (*x509.Certificate, bool, error) {
+	sigs, err := eif.ParseSignatureSection(f.Signature)
+	if err != nil {
+		return nil, false, err
+	}
+	block, _ := pem.Decode(sigs[0].SigningCertificate)
+	if block == nil {
+		return nil, false, errors.New("signing certificate is not PEM")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, false, err
+	}
+	_, verr := f.VerifySignature()
+	return c, verr == nil, nil
 }
 
 type sectionInfo struct {
@@ -103,6 +177,13 @@ func describeJSON(f *eif.File) ([]byte, error) {
 	}
 	for _, s := range f.Sections {
 		info.Sections = append(info.Sections, sectionInfo{s.Type.String(), s.Offset, s.Size})
+	}
+	if f.Signature != nil {
+		c, ok, err := signingCert(f)
+		if err != nil {
+			return nil, err
+		}
+		info.Certificate, info.SignCheck = newCertInfo(c), &ok
 	}
 	if m := f.Metadata; m != nil {
 		info.ImageName, info.ImageVersion = &m.ImageName, &m.ImageVersion
@@ -144,7 +225,19 @@ func describeText(w io.Writer, f *eif.File) {
 	fmt.Fprintf(tw, "Default memory:\t%d MiB\n", h.DefaultMem>>20)
 	fmt.Fprintf(tw, "Default CPUs:\t%d\n", h.DefaultCPUs)
 	fmt.Fprintf(tw, "CRC32:\t%08x %s\n", h.CRC32, crc)
-	fmt.Fprintf(tw, "Signed:\t%v\n", f.Signature != nil)
+	if f.Signature == nil {
+		fmt.Fprintf(tw, "Signed:\tfalse\n")
+	} else if c, ok, err := signingCert(f); err != nil {
+		fmt.Fprintf(tw, "Signed:\ttrue, unreadable signature: %v\n", err)
+	} else {
+		check := "signature OK"
+		if !ok {
+			check = "SIGNATURE INVALID"
+		}
+		fmt.Fprintf(tw, "Signed:\ttrue, %s\n", check)
+		fmt.Fprintf(tw, "Signer:\t%s (issuer %s)\n", c.Subject, c.Issuer)
+		fmt.Fprintf(tw, "Valid:\t%s to %s\n", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	}
 	fmt.Fprintf(tw, "Cmdline:\t%s\n", f.Cmdline)
 	if m := f.Metadata; m != nil {
 		b := m.BuildMetadata

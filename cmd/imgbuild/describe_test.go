@@ -3,13 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
+	"hash/crc32"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enclave-storage/enclave-storage/eif"
 )
@@ -161,5 +171,86 @@ func TestDescribeErrors(t *testing.T) {
 		if code != tt.code || !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errb.String(), tt.stderr) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", tt.args, code, out, errb)
 		}
+	}
+}
+
+func TestDescribeSigned(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "signer", Organization: []string{"enclave-storage"}},
+		NotBefore:    time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC),
+		NotAfter:     time.Date(2033, 11, 14, 22, 13, 20, 0, time.UTC),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &eif.Spec{
+		Kernel:   strings.NewReader("kernel"),
+		Cmdline:  "console=ttyS0",
+		Ramdisks: []eif.Blob{strings.NewReader("bootstrap"), strings.NewReader("application")},
+		Signer:   &eif.Signer{CertificatePEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: key},
+	}
+	var buf bytes.Buffer
+	pcrs, err := eif.Build(context.Background(), &buf, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "signed.eif")
+	if err := os.WriteFile(good, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Tamper with the application ramdisk and repair the CRC.
+	img := bytes.Clone(buf.Bytes())
+	i := bytes.Index(img, []byte("application"))
+	img[i] = 'A'
+	binary.BigEndian.PutUint32(img[544:], crc32.ChecksumIEEE(append(bytes.Clone(img[:544]), img[548:]...)))
+	bad := filepath.Join(dir, "tampered.eif")
+	if err := os.WriteFile(bad, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	type out struct {
+		Measurements       map[string]string
+		IsSigned, CheckCRC bool
+		SignatureCheck     *bool
+		SigningCertificate struct {
+			IssuerName map[string]string
+			Algorithm  string
+			NotBefore  string
+			NotAfter   string
+			Signature  string
+		}
+	}
+	for _, tt := range []struct {
+		path  string
+		code  int
+		check bool
+	}{{good, 0, true}, {bad, 1, false}} {
+		env, stdout, errb := describeEnv()
+		if code := run(context.Background(), env, []string{"describe", "--json", tt.path}); code != tt.code {
+			t.Fatalf("%s: exit %d: %s", tt.path, code, errb)
+		}
+		var got out
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		c := got.SigningCertificate
+		if !got.IsSigned || !got.CheckCRC || got.SignatureCheck == nil || *got.SignatureCheck != tt.check ||
+			got.Measurements["PCR8"] != pcrs.PCR8.String() || c.IssuerName["commonName"] != "signer" ||
+			c.IssuerName["organizationName"] != "enclave-storage" || c.Algorithm != "ecdsa-with-SHA384" ||
+			c.NotBefore != "Nov 14 22:13:20 2023 GMT" || c.NotAfter != "Nov 14 22:13:20 2033 GMT" || !strings.Contains(c.Signature, ":") {
+			t.Errorf("%s:\n%s", tt.path, stdout)
+		}
+	}
+	env, stdout, _ := describeEnv()
+	if code := run(context.Background(), env, []string{"describe", good}); code != 0 || !strings.Contains(stdout.String(), "signature OK") ||
+		!strings.Contains(stdout.String(), "PCR8  "+pcrs.PCR8.String()) {
+		t.Errorf("text: %d\n%s", code, stdout)
 	}
 }
