@@ -1,0 +1,266 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// shutdownWriteGrace bounds how long replies still queued at shutdown may
+// take to reach a client that has stopped reading.
+const shutdownWriteGrace = 5 * time.Second
+
+// session is the transmission phase of one connection.
+type session struct {
+	s   *Server
+	e   *export
+	nc  net.Conn
+	sem *semaphore.Weighted
+	wg  sync.WaitGroup
+
+	wmu  sync.Mutex
+	werr error // first reply write error; later replies are dropped
+}
+
+// transmit reads requests until the client disconnects, the connection
+// fails or ctx is cancelled, executing them concurrently. It returns after
+// every request it read has been answered (or the connection died).
+func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e *export) error {
+	ss := &session{s: s, e: e, nc: nc, sem: semaphore.NewWeighted(s.budget)}
+	stop := context.AfterFunc(ctx, func() {
+		// Stop reading new requests; let queued replies drain.
+		nc.SetReadDeadline(time.Now())
+		nc.SetWriteDeadline(time.Now().Add(shutdownWriteGrace))
+	})
+	defer stop()
+	err := ss.readLoop(br)
+	ss.wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		ss.wmu.Lock()
+		err = ss.werr
+		ss.wmu.Unlock()
+	}
+	return err
+}
+
+// readLoop decodes requests, answers malformed ones and hands the rest to
+// workers. It returns nil on NBD_CMD_DISC or a clean EOF between requests.
+func (ss *session) readLoop(br *bufio.Reader) error {
+	e := ss.e
+	maxLen := ss.s.opts.MaxBlockSize
+	var hdr [requestSize]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("reading request: %w", err)
+		}
+		req, err := parseRequest(hdr[:])
+		if err != nil {
+			return err
+		}
+		op := opIndex(req.typ)
+		end := req.offset + uint64(req.length)
+		inBounds := end >= req.offset && end <= e.size
+
+		switch req.typ {
+		case cmdDisc:
+			return nil
+		case cmdWrite:
+			if req.length > maxLen {
+				// Reading a payload we will not use only helps an
+				// attacker; the spec allows a hard disconnect.
+				return fmt.Errorf("%w: write of %d bytes exceeds the %d-byte limit", errProtocol, req.length, maxLen)
+			}
+			n := int64(req.length)
+			ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
+			buf := ss.s.bufs.get(int(req.length))
+			if _, err := io.ReadFull(br, buf.b); err != nil {
+				ss.s.bufs.put(buf)
+				ss.sem.Release(max(n, ss.s.minShare))
+				return fmt.Errorf("reading write payload: %w", err)
+			}
+			switch {
+			case e.ReadOnly:
+				ss.release(buf, n)
+				ss.fail(req, op, errPerm)
+			case req.flags&^cmdFlagFUA != 0:
+				ss.release(buf, n)
+				ss.fail(req, op, errInval)
+			case !inBounds:
+				ss.release(buf, n)
+				ss.fail(req, op, errNoSpc)
+			default:
+				ss.start(req, op, buf, n)
+			}
+			continue
+		}
+
+		var errno uint32
+		switch req.typ {
+		case cmdRead:
+			switch {
+			case req.flags&^cmdFlagFUA != 0:
+				errno = errInval
+			case req.length > maxLen:
+				errno = errOverflow
+			case !inBounds:
+				errno = errInval
+			}
+		case cmdFlush:
+			if req.flags&^cmdFlagFUA != 0 || req.offset != 0 || req.length != 0 {
+				errno = errInval
+			}
+		case cmdTrim, cmdWriteZeroes:
+			allowed := uint16(cmdFlagFUA)
+			if req.typ == cmdWriteZeroes {
+				allowed |= cmdFlagNoHole
+			}
+			switch {
+			case e.ReadOnly:
+				errno = errPerm
+			case req.flags&^allowed != 0:
+				errno = errInval
+			case !inBounds && req.typ == cmdWriteZeroes:
+				errno = errNoSpc
+			case !inBounds:
+				errno = errInval
+			}
+		default:
+			errno = errInval // NBD_CMD_CACHE, BLOCK_STATUS, ...: not advertised
+		}
+		if errno != 0 {
+			ss.fail(req, op, errno)
+			continue
+		}
+		var n int64
+		if req.typ == cmdRead {
+			n = int64(req.length)
+		}
+		ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
+		ss.start(req, op, nil, n)
+	}
+}
+
+// release returns a payload buffer and its share of the budget.
+func (ss *session) release(b *buffer, n int64) {
+	if b != nil {
+		ss.s.bufs.put(b)
+	}
+	ss.sem.Release(max(n, ss.s.minShare))
+}
+
+// fail answers a request the reader rejected.
+func (ss *session) fail(req request, op int, errno uint32) {
+	ss.e.metrics.observe(op, 0, errno, 0)
+	var b [replySize]byte
+	putReply(b[:], errno, req.cookie)
+	ss.send(b[:])
+}
+
+// start runs one request on a worker goroutine. The caller has acquired
+// max(n, minShare) of the budget; the worker releases it.
+func (ss *session) start(req request, op int, payload *buffer, n int64) {
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		t0 := time.Now()
+		errno, reply := ss.execute(req, payload)
+		ss.e.metrics.observe(op, n, errno, time.Since(t0))
+		ss.send(reply.b)
+		ss.s.bufs.put(reply)
+		if payload != nil {
+			ss.s.bufs.put(payload)
+		}
+		ss.sem.Release(max(n, ss.s.minShare))
+	}()
+}
+
+// execute performs one validated request and returns the reply to send
+// (header, plus data for a successful read) in a pooled buffer.
+func (ss *session) execute(req request, payload *buffer) (uint32, *buffer) {
+	b := ss.e.Backend
+	off := int64(req.offset)
+	n := int64(req.length)
+	var err error
+	switch req.typ {
+	case cmdRead:
+		reply := ss.s.bufs.get(replySize + int(n))
+		_, err = b.ReadAt(reply.b[replySize:], off)
+		if errors.Is(err, io.EOF) {
+			// A backend shorter than advertised (a file truncated
+			// behind our back): the missing tail reads as zeroes.
+			clear(reply.b[replySize:])
+			err = nil
+		}
+		errno := ss.errno(req, err)
+		if errno != 0 {
+			reply.b = reply.b[:replySize]
+		}
+		putReply(reply.b, errno, req.cookie)
+		return errno, reply
+	case cmdWrite:
+		_, err = b.WriteAt(payload.b, off)
+	case cmdFlush:
+		err = b.Sync()
+	case cmdTrim:
+		err = b.Trim(off, n)
+	case cmdWriteZeroes:
+		err = b.Zero(off, n, req.flags&cmdFlagNoHole != 0)
+	}
+	if err == nil && req.flags&cmdFlagFUA != 0 && req.typ != cmdFlush && req.typ != cmdRead {
+		err = b.Sync()
+	}
+	errno := ss.errno(req, err)
+	reply := ss.s.bufs.get(replySize)
+	putReply(reply.b, errno, req.cookie)
+	return errno, reply
+}
+
+// errno maps a backend error to an NBD error value and logs it.
+func (ss *session) errno(req request, err error) uint32 {
+	if err == nil {
+		return 0
+	}
+	ss.s.log.Error("request failed", "export", ss.e.Name, "op", commandName(req.typ),
+		"offset", req.offset, "length", req.length, "err", err)
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		return errNoSpc
+	case errors.Is(err, syscall.ENOMEM):
+		return errNoMem
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EBADF):
+		return errPerm
+	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, errors.ErrUnsupported):
+		return errNotSup
+	default:
+		return errIO
+	}
+}
+
+// send writes one reply. Replies are whole buffers, so one Write under the
+// mutex keeps them from interleaving. After a write error the connection
+// is closed, which also stops the reader.
+func (ss *session) send(b []byte) {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	if ss.werr != nil {
+		return
+	}
+	if _, err := ss.nc.Write(b); err != nil {
+		ss.werr = fmt.Errorf("writing reply: %w", err)
+		ss.nc.Close()
+	}
+}

@@ -1,0 +1,38 @@
+// Package nbd is a Network Block Device server: it serves regular files (or
+// block devices) as named NBD exports over any net.Listener — vsock from a
+// Nitro Enclave's parent, TCP, or a unix socket.
+//
+// It speaks the fixed-newstyle handshake of the NBD protocol
+// (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md):
+// NBD_OPT_GO, NBD_OPT_INFO (with NBD_INFO_EXPORT, NBD_INFO_NAME,
+// NBD_INFO_DESCRIPTION and NBD_INFO_BLOCK_SIZE), NBD_OPT_LIST,
+// NBD_OPT_ABORT and NBD_OPT_EXPORT_NAME, honouring NBD_FLAG_C_NO_ZEROES;
+// every other option is answered with NBD_REP_ERR_UNSUP. In the
+// transmission phase it implements READ, WRITE (with FUA), FLUSH, TRIM
+// (a hole punch), WRITE_ZEROES (hole punch, or a zeroed allocated range
+// with NBD_CMD_FLAG_NO_HOLE) and DISC, with simple replies only; the Linux
+// kernel client, the one that matters here, never asks for more.
+//
+// Requests on one connection are executed concurrently by a bounded set of
+// workers and answered as they complete, possibly out of order, each reply
+// (header and payload in one buffer) written by a single Write under a
+// mutex. The kernel client keeps many requests in flight per connection;
+// a server that handles them one at a time serialises every pread behind
+// the previous reply. All connections to an export share one file
+// descriptor, and FLUSH is an fdatasync of that descriptor, so a flush on
+// any connection covers writes completed on every connection: this is what
+// lets us advertise NBD_FLAG_CAN_MULTI_CONN for read-write exports too.
+//
+// Hostile input is bounded: option payloads are limited to a few KiB,
+// requests to [Options.MaxBlockSize] (32 MiB by default), requests past
+// the end of the export fail with EINVAL (ENOSPC for writes) and never touch
+// the file, bytes that do not parse as a request close the connection, and
+// each handshake must finish within [Options.HandshakeTimeout].
+//
+// Why not a library: github.com/pojntfx/go-nbd, the obvious Go choice,
+// could not be obtained for this build. It also handles the requests of a
+// connection strictly one after another, which the kernel client's queue of
+// in-flight requests punishes; the protocol subset we need is small, so we
+// wrote the server here with the standard library, golang.org/x/sys/unix
+// for fallocate/flock and client_golang for metrics.
+package nbd

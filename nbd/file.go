@@ -1,0 +1,207 @@
+package nbd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ErrLocked reports that another process (typically a second nbd-parent)
+// holds the exclusive lock on a file we were asked to serve.
+var ErrLocked = errors.New("file is locked by another process")
+
+// SizeMismatchError reports that an existing read-write image does not have
+// the size the configuration asks for. We refuse to serve it rather than
+// grow or shrink it: shrinking would cut off data, and an enclave that
+// formatted LUKS2+ext4 on the old size must not see the device change
+// under it without an operator deciding so (grow it with truncate(1) and
+// update the configuration, or fix the configuration).
+type SizeMismatchError struct {
+	Path       string
+	Have, Want int64
+}
+
+func (e *SizeMismatchError) Error() string {
+	return fmt.Sprintf("nbd: %s is %d bytes but the configuration says %d: refusing to resize an existing image", e.Path, e.Have, e.Want)
+}
+
+// Backend is the storage behind an export. Offsets and lengths passed to it
+// have already been checked against Size.
+type Backend interface {
+	io.ReaderAt
+	io.WriterAt
+	// Size is the export size in bytes; it does not change while served.
+	Size() int64
+	// Sync makes every completed write durable (fdatasync).
+	Sync() error
+	// Trim discards a range; later reads of it return zeroes.
+	Trim(off, length int64) error
+	// Zero makes a range read as zeroes; with noHole the range stays
+	// allocated (later writes to it cannot fail for lack of space).
+	Zero(off, length int64, noHole bool) error
+}
+
+// FileOptions says how OpenFile opens an image.
+type FileOptions struct {
+	// ReadOnly opens the file O_RDONLY; the export refuses writes.
+	ReadOnly bool
+	// Size, for a read-write file, is the size to create it with when it
+	// does not exist (sparse: nothing is allocated). An existing file of
+	// another size is refused with *SizeMismatchError. Zero means the file
+	// must already exist and is served at its current size.
+	Size int64
+}
+
+// File is an image file opened for serving. It holds an exclusive flock
+// on the file until Close so that two daemons never serve the same image.
+type File struct {
+	f        *os.File
+	path     string
+	size     int64
+	readOnly bool
+}
+
+// OpenFile opens (and, for a read-write image with opts.Size set, creates)
+// the image at path and locks it exclusively. Creation uses O_CREAT|O_EXCL
+// and ftruncate, so an existing image is never truncated or recreated.
+func OpenFile(path string, opts FileOptions) (*File, error) {
+	if opts.Size < 0 {
+		return nil, fmt.Errorf("nbd: %s: negative size %d", path, opts.Size)
+	}
+	flag := os.O_RDWR
+	if opts.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	created := false
+	if errors.Is(err, os.ErrNotExist) && !opts.ReadOnly && opts.Size > 0 {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			// Lost a race with another creator: use what it made.
+			f, err = os.OpenFile(path, os.O_RDWR, 0)
+		} else {
+			created = err == nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nbd: open image: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if created {
+			os.Remove(path)
+		}
+		return nil, fmt.Errorf("nbd: lock %s: %w", path, err)
+	}
+	if created {
+		if err := f.Truncate(opts.Size); err != nil {
+			f.Close()
+			os.Remove(path)
+			return nil, fmt.Errorf("nbd: size new image: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("nbd: sync new image %s: %w", path, err)
+		}
+	}
+	size, err := fileSize(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("nbd: size of %s: %w", path, err)
+	}
+	if !opts.ReadOnly && opts.Size > 0 && size != opts.Size {
+		f.Close()
+		return nil, &SizeMismatchError{Path: path, Have: size, Want: opts.Size}
+	}
+	return &File{f: f, path: path, size: size, readOnly: opts.ReadOnly}, nil
+}
+
+// fileSize is the size of a regular file or of a block device.
+func fileSize(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Mode().IsRegular() {
+		return fi.Size(), nil
+	}
+	// Block devices report 0 from stat; seeking to the end works for both.
+	return f.Seek(0, io.SeekEnd)
+}
+
+// Path is the file's path as given to OpenFile.
+func (f *File) Path() string { return f.path }
+
+// Size is the file size in bytes.
+func (f *File) Size() int64 { return f.size }
+
+// ReadOnly reports whether the file was opened read-only.
+func (f *File) ReadOnly() bool { return f.readOnly }
+
+// ReadAt reads len(p) bytes at off (pread).
+func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
+
+// WriteAt writes p at off (pwrite).
+func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
+
+// Sync flushes written data to stable storage. Read-only files have
+// nothing to flush.
+func (f *File) Sync() error {
+	if f.readOnly {
+		return nil
+	}
+	if err := datasync(f.f); err != nil {
+		return fmt.Errorf("nbd: fdatasync %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// Trim punches a hole over the range (or, where the filesystem cannot,
+// zeroes it), so that trimmed blocks read back as zeroes.
+func (f *File) Trim(off, length int64) error { return f.Zero(off, length, false) }
+
+// Zero makes the range read as zeroes: a hole punch, or with noHole an
+// allocated zeroed range (FALLOC_FL_ZERO_RANGE, falling back to writing
+// zeroes where the filesystem lacks it).
+func (f *File) Zero(off, length int64, noHole bool) error {
+	if !noHole {
+		if err := punchHole(f.f, off, length); err == nil {
+			return nil
+		}
+	}
+	if err := zeroRange(f.f, off, length); err == nil {
+		return nil
+	}
+	if err := writeZeroes(f.f, off, length); err != nil {
+		return fmt.Errorf("nbd: write zeroes to %s at %d+%d: %w", f.path, off, length, err)
+	}
+	return nil
+}
+
+// writeZeroes is the portable fallback for Zero.
+func writeZeroes(f *os.File, off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+// Close syncs a read-write file, then releases its lock and descriptor.
+func (f *File) Close() error {
+	serr := f.Sync()
+	cerr := f.f.Close()
+	if serr != nil {
+		return serr
+	}
+	if cerr != nil {
+		return fmt.Errorf("nbd: close %s: %w", f.path, cerr)
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+//go:build !linux
+
+package nbd
+
+import (
+	"errors"
+	"os"
+)
+
+// Elsewhere the server still works, with these differences: no advisory
+// lock (flock semantics differ across systems and production runs on
+// Linux), fsync instead of fdatasync, and TRIM/WRITE_ZEROES fall back to
+// writing zeroes.
+
+func lockFile(*os.File) error { return nil }
+
+func datasync(f *os.File) error { return f.Sync() }
+
+func punchHole(*os.File, int64, int64) error { return errors.ErrUnsupported }
+
+func zeroRange(*os.File, int64, int64) error { return errors.ErrUnsupported }

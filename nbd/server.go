@@ -1,0 +1,415 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWorkers          = 16
+	DefaultMaxBlockSize     = 32 << 20
+)
+
+// Export is one named device a Server offers.
+type Export struct {
+	// Name is what clients ask for (NBD_OPT_GO, NBD_OPT_EXPORT_NAME);
+	// at most 4096 bytes.
+	Name string
+	// Description is sent as NBD_INFO_DESCRIPTION when asked for.
+	Description string
+	// Backend holds the data, typically a *File.
+	Backend Backend
+	// ReadOnly exports advertise NBD_FLAG_READ_ONLY and fail writes,
+	// trims and write-zeroes with EPERM.
+	ReadOnly bool
+}
+
+// Options tune a Server; the zero value is usable.
+type Options struct {
+	// DefaultExport names the export served to clients that ask for the
+	// empty name (NBD_OPT_EXPORT_NAME ""). Empty: no default export.
+	DefaultExport string
+	// HandshakeTimeout bounds the option haggling of each connection.
+	HandshakeTimeout time.Duration
+	// Workers bounds the requests executing concurrently per connection.
+	Workers int
+	// MaxBlockSize is the largest READ or WRITE accepted (and advertised
+	// in NBD_INFO_BLOCK_SIZE). Larger reads fail with EINVAL; a larger
+	// write closes the connection, since its payload cannot be trusted.
+	MaxBlockSize uint32
+	// Logger receives connection-level events; nil discards them.
+	Logger *slog.Logger
+	// Metrics, if not nil, counts requests, bytes, errors and latency.
+	Metrics *Metrics
+}
+
+// A Server serves a fixed set of exports to any number of connections.
+// Its methods are safe for concurrent use.
+type Server struct {
+	exports  map[string]*export
+	names    []string // in configuration order, for NBD_OPT_LIST
+	def      *export
+	opts     Options
+	log      *slog.Logger
+	bufs     bufPool
+	budget   int64 // bytes of request buffers one connection may hold
+	minShare int64 // smallest share of budget one request takes
+}
+
+// export is an Export plus what the server derives from it.
+type export struct {
+	*Export
+	size    uint64
+	tflags  uint16
+	metrics *exportMetrics
+}
+
+// NewServer checks the exports and options and returns a Server.
+func NewServer(exports []*Export, opts Options) (*Server, error) {
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.MaxBlockSize == 0 {
+		opts.MaxBlockSize = DefaultMaxBlockSize
+	}
+	if opts.MaxBlockSize < 4096 {
+		return nil, fmt.Errorf("nbd: max block size %d is below 4096", opts.MaxBlockSize)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		exports: make(map[string]*export, len(exports)),
+		opts:    opts,
+		log:     log,
+		bufs:    newBufPool(int(opts.MaxBlockSize)),
+		budget:  max(64<<20, 2*int64(opts.MaxBlockSize)),
+	}
+	s.minShare = s.budget / int64(opts.Workers)
+	if len(exports) == 0 {
+		return nil, errors.New("nbd: no exports")
+	}
+	for _, e := range exports {
+		switch {
+		case e == nil || e.Backend == nil:
+			return nil, fmt.Errorf("nbd: export %q has no backend", exportName(e))
+		case len(e.Name) > maxNameLength:
+			return nil, fmt.Errorf("nbd: export name longer than %d bytes", maxNameLength)
+		case len(e.Description) > maxNameLength:
+			return nil, fmt.Errorf("nbd: export %q: description longer than %d bytes", e.Name, maxNameLength)
+		case e.Backend.Size() < 0:
+			return nil, fmt.Errorf("nbd: export %q: negative size", e.Name)
+		}
+		if _, dup := s.exports[e.Name]; dup {
+			return nil, fmt.Errorf("nbd: export %q configured twice", e.Name)
+		}
+		// One descriptor shared by all connections, flushed with
+		// fdatasync: a FLUSH on any connection covers writes completed
+		// on all of them, so multi-conn is safe for rw exports too.
+		tf := uint16(tflagHasFlags | tflagCanMultiConn)
+		if e.ReadOnly {
+			tf |= tflagReadOnly
+		} else {
+			tf |= tflagSendFlush | tflagSendFUA | tflagSendTrim | tflagSendWriteZeroes
+		}
+		x := &export{Export: e, size: uint64(e.Backend.Size()), tflags: tf}
+		if opts.Metrics != nil {
+			x.metrics = opts.Metrics.forExport(e.Name)
+		}
+		s.exports[e.Name] = x
+		s.names = append(s.names, e.Name)
+	}
+	if opts.DefaultExport != "" {
+		s.def = s.exports[opts.DefaultExport]
+		if s.def == nil {
+			return nil, fmt.Errorf("nbd: default export %q is not configured", opts.DefaultExport)
+		}
+	}
+	return s, nil
+}
+
+func exportName(e *Export) string {
+	if e == nil {
+		return "<nil>"
+	}
+	return e.Name
+}
+
+// lookup finds an export by name; "" means the default export.
+func (s *Server) lookup(name string) *export {
+	if e, ok := s.exports[name]; ok {
+		return e
+	}
+	if name == "" {
+		return s.def
+	}
+	return nil
+}
+
+// Serve accepts connections on l and serves each until ctx is cancelled.
+// Then it closes l, lets every connection finish the requests it has
+// already read (their replies are sent), and returns nil once all
+// connections are closed. It returns an error if l fails otherwise.
+// Serve does not close the exports' backends; call Sync (or Close them)
+// after Serve returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if isTemporary(err) {
+				s.log.Warn("accept failed, retrying", "addr", l.Addr(), "err", err)
+				select {
+				case <-time.After(100 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			return fmt.Errorf("nbd: accept on %s: %w", l.Addr(), err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.ServeConn(ctx, c); err != nil {
+				s.log.Warn("connection ended with error", "remote", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// isTemporary reports accept errors worth retrying: running out of file
+// descriptors, or a peer that gave up before we accepted it.
+func isTemporary(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+}
+
+// ServeConn runs the handshake and transmission phases on one connection
+// and closes it. It returns nil when the client disconnects cleanly
+// (NBD_OPT_ABORT, NBD_CMD_DISC) or ctx is cancelled, and an error
+// describing protocol violations or I/O failures otherwise.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	defer c.Close()
+	remote := c.RemoteAddr().String()
+	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	br := bufio.NewReaderSize(c, 64<<10)
+	e, err := s.handshake(c, br)
+	stopped := stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("nbd: handshake with %s: %w", remote, err)
+	}
+	if e == nil || !stopped {
+		return nil // client aborted, or we are shutting down
+	}
+	c.SetDeadline(time.Time{})
+	s.log.Info("client attached", "export", e.Name, "remote", remote, "read_only", e.ReadOnly)
+	e.metrics.connected(1)
+	defer e.metrics.connected(-1)
+	err = s.transmit(ctx, c, br, e)
+	if err != nil {
+		return fmt.Errorf("nbd: export %q, client %s: %w", e.Name, remote, err)
+	}
+	s.log.Info("client detached", "export", e.Name, "remote", remote)
+	return nil
+}
+
+// Sync flushes every read-write export's backend.
+func (s *Server) Sync() error {
+	var errs []error
+	for _, name := range s.names {
+		if e := s.exports[name]; !e.ReadOnly {
+			if err := e.Backend.Sync(); err != nil {
+				errs = append(errs, fmt.Errorf("export %q: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// errProtocol marks violations of the protocol that close the connection.
+var errProtocol = errors.New("protocol violation")
+
+// handshake performs fixed-newstyle negotiation. It returns the chosen
+// export, or nil if the client aborted.
+func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
+	var hello [18]byte
+	binary.BigEndian.PutUint64(hello[0:], magicNBD)
+	binary.BigEndian.PutUint64(hello[8:], magicIHaveOpt)
+	binary.BigEndian.PutUint16(hello[16:], flagFixedNewstyle|flagNoZeroes)
+	if _, err := w.Write(hello[:]); err != nil {
+		return nil, err
+	}
+	var cf [4]byte
+	if _, err := io.ReadFull(r, cf[:]); err != nil {
+		return nil, fmt.Errorf("reading client flags: %w", err)
+	}
+	clientFlags := binary.BigEndian.Uint32(cf[:])
+	if clientFlags&^(flagFixedNewstyle|flagNoZeroes) != 0 {
+		return nil, fmt.Errorf("%w: unknown client flags %#x", errProtocol, clientFlags)
+	}
+	noZeroes := clientFlags&flagNoZeroes != 0
+
+	var hdr [optHeaderSize]byte
+	data := make([]byte, 0, 256)
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return nil, fmt.Errorf("reading option: %w", err)
+		}
+		if m := binary.BigEndian.Uint64(hdr[0:8]); m != magicIHaveOpt {
+			return nil, fmt.Errorf("%w: bad option magic %#x", errProtocol, m)
+		}
+		opt := binary.BigEndian.Uint32(hdr[8:12])
+		n := binary.BigEndian.Uint32(hdr[12:16])
+		if n > maxOptionLength {
+			return nil, fmt.Errorf("%w: option %d carries %d bytes", errProtocol, opt, n)
+		}
+		data = data[:n]
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, fmt.Errorf("reading option %d: %w", opt, err)
+		}
+		switch opt {
+		case optExportName:
+			e := s.lookup(string(data))
+			if e == nil {
+				return nil, fmt.Errorf("client asked for unknown export %q", data)
+			}
+			reply := make([]byte, 10, 10+zeroPadding)
+			binary.BigEndian.PutUint64(reply[0:], e.size)
+			binary.BigEndian.PutUint16(reply[8:], e.tflags)
+			if !noZeroes {
+				reply = reply[:10+zeroPadding]
+			}
+			_, err := w.Write(reply)
+			return e, err
+		case optAbort:
+			// The client may hang up without reading this; ignore errors.
+			writeOptReply(w, opt, repAck, nil)
+			return nil, nil
+		case optList:
+			if len(data) != 0 {
+				if err := writeOptReply(w, opt, repErrInval, []byte("NBD_OPT_LIST takes no data")); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			for _, name := range s.names {
+				b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
+				if err := writeOptReply(w, opt, repServer, append(b, name...)); err != nil {
+					return nil, err
+				}
+			}
+			if err := writeOptReply(w, opt, repAck, nil); err != nil {
+				return nil, err
+			}
+		case optInfo, optGo:
+			e, err := s.info(w, opt, data)
+			if err != nil {
+				return nil, err
+			}
+			if opt == optGo && e != nil {
+				return e, nil
+			}
+		default:
+			// Includes NBD_OPT_STARTTLS (no TLS: the enclave's only peer
+			// is its parent over vsock) and NBD_OPT_STRUCTURED_REPLY.
+			if err := writeOptReply(w, opt, repErrUnsup, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// info answers NBD_OPT_INFO and NBD_OPT_GO. It returns the export when the
+// option succeeded, nil when it was answered with an error reply.
+func (s *Server) info(w io.Writer, opt uint32, data []byte) (*export, error) {
+	if len(data) < 6 {
+		return nil, writeOptReply(w, opt, repErrInval, []byte("short option data"))
+	}
+	nameLen := uint64(binary.BigEndian.Uint32(data[0:4]))
+	if nameLen > uint64(len(data))-6 {
+		return nil, writeOptReply(w, opt, repErrInval, []byte("export name overruns option data"))
+	}
+	name := string(data[4 : 4+nameLen])
+	rest := data[4+nameLen:]
+	nreq := int(binary.BigEndian.Uint16(rest[0:2]))
+	rest = rest[2:]
+	if len(rest) != 2*nreq {
+		return nil, writeOptReply(w, opt, repErrInval, []byte("information request count does not match option length"))
+	}
+	e := s.lookup(name)
+	if e == nil {
+		return nil, writeOptReply(w, opt, repErrUnknwn, fmt.Appendf(nil, "no export named %q", name))
+	}
+	var sent [4]bool
+	for i := 0; i < nreq; i++ {
+		typ := binary.BigEndian.Uint16(rest[2*i:])
+		var b []byte
+		switch {
+		case typ == infoName && !sent[infoName]:
+			b = binary.BigEndian.AppendUint16(nil, infoName)
+			b = append(b, e.Name...)
+		case typ == infoDescription && !sent[infoDescription] && e.Description != "":
+			b = binary.BigEndian.AppendUint16(nil, infoDescription)
+			b = append(b, e.Description...)
+		case typ == infoBlockSize && !sent[infoBlockSize]:
+			b = binary.BigEndian.AppendUint16(nil, infoBlockSize)
+			b = binary.BigEndian.AppendUint32(b, 1)
+			b = binary.BigEndian.AppendUint32(b, 4096)
+			b = binary.BigEndian.AppendUint32(b, s.opts.MaxBlockSize)
+		default:
+			continue // unknown or repeated requests are ignored
+		}
+		sent[typ] = true
+		if err := writeOptReply(w, opt, repInfo, b); err != nil {
+			return nil, err
+		}
+	}
+	b := binary.BigEndian.AppendUint16(nil, infoExport)
+	b = binary.BigEndian.AppendUint64(b, e.size)
+	b = binary.BigEndian.AppendUint16(b, e.tflags)
+	if err := writeOptReply(w, opt, repInfo, b); err != nil {
+		return nil, err
+	}
+	return e, writeOptReply(w, opt, repAck, nil)
+}
+
+// writeOptReply sends one fixed-newstyle option reply.
+func writeOptReply(w io.Writer, opt, typ uint32, data []byte) error {
+	b := make([]byte, 20, 20+len(data))
+	binary.BigEndian.PutUint64(b[0:], magicOptReply)
+	binary.BigEndian.PutUint32(b[8:], opt)
+	binary.BigEndian.PutUint32(b[12:], typ)
+	binary.BigEndian.PutUint32(b[16:], uint32(len(data)))
+	_, err := w.Write(append(b, data...))
+	return err
+}
