@@ -88,6 +88,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		}, ErrCorruptHeader},
 		{"segment type linear", set("linear", "segments", "0", "type"), ErrUnsupported},
 		{"segment cipher cbc", set("aes-cbc-essiv:sha256", "segments", "0", "encryption"), ErrUnsupported},
+		{"iv_tweak set", set("8", "segments", "0", "iv_tweak"), ErrUnsupported},
 		{"sector size 3000", set(3000, "segments", "0", "sector_size"), ErrCorruptHeader},
 		{"kdf scrypt", set("scrypt", "keyslots", "0", "kdf", "type"), ErrUnsupported},
 		{"keyslot type reencrypt", set("reencrypt", "keyslots", "0", "type"), ErrUnsupported},

@@ -246,6 +246,12 @@ func (md *metadata) validate(hdrSize uint64) error {
 	if s.Offset != 0 && uint64(s.Offset) < ksEnd {
 		return corruptf("segment offset %d overlaps metadata and keyslots (end %d)", s.Offset, ksEnd)
 	}
+	// A non-zero iv_tweak appears only mid-reencryption, where cryptsetup
+	// and the dm table disagree on whether it applies: refuse rather than
+	// risk a table that decrypts to garbage.
+	if s.IVTweak != 0 {
+		return unsupportedf("segment iv_tweak %d", s.IVTweak)
+	}
 	if len(s.Flags) > 0 {
 		return unsupportedf("segment flags %q", s.Flags)
 	}

@@ -24,8 +24,10 @@ type Volume struct {
 	Size int64
 	// Dynamic reports a segment that extends to the end of the device.
 	Dynamic bool
-	// IVTweak is the segment's iv_tweak: the IV of its first sector, in
-	// 512-byte units (the dm-crypt iv_offset).
+	// IVTweak is the dm-crypt <iv_offset>: the IV of the segment's first
+	// sector, in 512-byte units. Always 0: cryptsetup loads LUKS2 tables
+	// with iv_offset 0, and Open refuses segments whose iv_tweak is not 0
+	// (they occur only mid-reencryption).
 	IVTweak uint64
 	// Keyslot is the keyslot the key opened (Format: the slot it wrote).
 	Keyslot int
