@@ -10,6 +10,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -334,6 +335,9 @@ func FuzzRead(f *testing.F) {
 	img, _ := build(f, small)
 	f.Add(img)
 	f.Add(img[:HeaderSize])
+	if g, err := os.ReadFile("testdata/tiny.eif"); err == nil {
+		f.Add(g)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Read(bytes.NewReader(b), int64(len(b)))
 		if err == nil && file == nil {
