@@ -41,6 +41,7 @@ type cliEnv struct {
 // when the first argument is a flag ("imgbuild --in app:latest").
 func subcommands() []subcommand {
 	return []subcommand{
+		buildCommand(),
 		verityCommand(),
 		describeCommand(),
 	}

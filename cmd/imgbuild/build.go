@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/enclave-storage/enclave-storage/imgbuild"
+	"github.com/enclave-storage/enclave-storage/imgsrc"
+)
+
+func buildCommand() subcommand {
+	return subcommand{
+		name:    "build",
+		summary: "build rootfs.img (erofs + dm-verity), rootfs.verity.json and, with --kernel, enclave.eif (default)",
+		run:     runBuild,
+	}
+}
+
+const buildSynopsis = `[build] --in IMAGE [flags]
+
+Reads IMAGE, flattens its layers into an EROFS filesystem, appends a
+dm-verity hash tree and writes to --out:
+  rootfs.img           the filesystem, then the verity superblock and tree
+  rootfs.verity.json   verity parameters, filesystem size, image digest, app config
+  enclave.eif          with --kernel and --init: an EIF pinning the root hash
+  pcrs.json            its PCRs (nitro-cli's Measurements JSON)
+
+IMAGE uses containers' transport syntax: docker://REF, docker-daemon:REF,
+docker-archive:FILE, oci-archive:FILE, oci:DIR[:TAG]. A bare REF
+(app:latest) means the local docker daemon, then the registry.`
+
+func runBuild(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "build", buildSynopsis)
+	var (
+		in       = fs.String("in", "", "image reference (required)")
+		out      = fs.String("out", "./out", "output directory")
+		platform = fs.String("platform", imgsrc.DefaultPlatform, "platform os/arch[/variant] chosen from a multi-platform image")
+		kernel   = fs.String("kernel", "", "kernel image (bzImage) for the EIF; without it no EIF is built")
+		cmdline  = fs.String("cmdline", "console=ttyS0 reboot=k panic=30 pci=off nomodules", "base kernel command line (the verity root hash is appended)")
+		initBin  = fs.String("init", "", "nbd-enclave binary for the EIF's application ramdisk (required with --kernel)")
+		boot     = fs.String("bootstrap", "", "bootstrap (first) ramdisk for the EIF (default: an empty cpio)")
+		encCfg   = fs.String("enclave-config", "", "nbd-enclave config JSON for the ramdisk (its \"app\" is filled from the image when absent)")
+		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image digest)")
+		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
+		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
+	)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *in == "" {
+		fs.Usage()
+		return usagef("--in is required")
+	}
+	opts := imgbuild.Options{
+		Ref: *in, Platform: *platform, OutDir: *out,
+		Kernel: *kernel, Cmdline: *cmdline, Init: *initBin, Bootstrap: *boot, EnclaveConfig: *encCfg,
+	}
+	if *kernel != "" && *initBin == "" {
+		return usagef("--kernel needs --init (the nbd-enclave binary)")
+	}
+	switch *salt {
+	case "":
+	case "-":
+		opts.Salt = []byte{}
+	default:
+		if opts.Salt, err = hex.DecodeString(*salt); err != nil {
+			return usagef("--salt %q: not hex", *salt)
+		}
+	}
+	if *sde != "" {
+		n, err := strconv.ParseInt(*sde, 10, 64)
+		if err != nil || n < 0 {
+			return usagef("--source-date-epoch %q: want Unix seconds", *sde)
+		}
+		opts.SourceDateEpoch = time.Unix(n, 0).UTC()
+	}
+	switch *progress {
+	case "auto":
+		if isTerminal(env.stderr) {
+			opts.Progress = termProgress(env.stderr)
+		} else {
+			opts.Progress = imgbuild.LogProgress(env.log)
+		}
+	case "plain":
+		opts.Progress = imgbuild.LogProgress(env.log)
+	default:
+		return usagef("--progress %q: want auto or plain", *progress)
+	}
+
+	res, err := imgbuild.Build(ctx, opts)
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	w := env.stdout
+	fmt.Fprintf(w, "image:       %s %s\n", m.Image.Ref, m.Image.Digest)
+	fmt.Fprintf(w, "rootfs:      %s (erofs %d bytes, verity tree at offset %d)\n", res.Rootfs, m.FSSize, m.Verity.HashOffset)
+	fmt.Fprintf(w, "root hash:   %x\n", []byte(m.Verity.RootHash))
+	fmt.Fprintf(w, "manifest:    %s\n", res.ManifestPath)
+	if res.EIF != "" {
+		fmt.Fprintf(w, "eif:         %s\n", res.EIF)
+		fmt.Fprintf(w, "PCR0:        %s\n", res.PCRValues.PCR0)
+		fmt.Fprintf(w, "PCR1:        %s\n", res.PCRValues.PCR1)
+		fmt.Fprintf(w, "PCR2:        %s\n", res.PCRValues.PCR2)
+	}
+	var total time.Duration
+	for _, s := range res.Steps {
+		total += s.Elapsed
+		fmt.Fprintf(w, "time %-8s %8.3fs\n", s.Step, s.Elapsed.Seconds())
+	}
+	fmt.Fprintf(w, "time %-8s %8.3fs\n", "total", total.Seconds())
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// termProgress draws one line per step, rewritten when the step ends.
+func termProgress(w io.Writer) func(imgbuild.Event) {
+	return func(e imgbuild.Event) {
+		if !e.Done {
+			fmt.Fprintf(w, "\r\033[K[%d/%d] %s ...", e.Index, e.Total, e.Step)
+			return
+		}
+		fmt.Fprintf(w, "\r\033[K[%d/%d] %-8s %6.2fs  %s\n", e.Index, e.Total, e.Step, e.Elapsed.Seconds(), e.Detail)
+	}
+}
