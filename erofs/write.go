@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enclave-storage/enclave-storage/fstree"
@@ -122,14 +124,16 @@ func Write(ctx context.Context, w io.WriterAt, tree *fstree.Tree, opts Options) 
 	if err != nil {
 		return Stats{}, err
 	}
-	sw := &seqWriter{w: w, off: BlockSize, buf: make([]byte, 0, 1<<20), h: sha256.New()}
+	h := sha256.New()
+	sw := newSeqWriter(w, BlockSize, h)
+	defer sw.close()
 	if err := l.writeMeta(ctx, sw); err != nil {
 		return Stats{}, err
 	}
 	if err := l.writeData(ctx, sw); err != nil {
 		return Stats{}, err
 	}
-	if err := sw.flush(); err != nil {
+	if err := sw.close(); err != nil {
 		return Stats{}, err
 	}
 	if sw.off != l.blocks*BlockSize {
@@ -137,8 +141,8 @@ func Write(ctx context.Context, w io.WriterAt, tree *fstree.Tree, opts Options) 
 	}
 	uuid := opts.UUID
 	if uuid == [16]byte{} {
-		fmt.Fprintf(sw.h, "erofs build_time=%d.%09d volume=%q", bt.Unix(), bt.Nanosecond(), opts.VolumeName)
-		copy(uuid[:], sw.h.Sum(nil))
+		fmt.Fprintf(h, "erofs build_time=%d.%09d volume=%q", bt.Unix(), bt.Nanosecond(), opts.VolumeName)
+		copy(uuid[:], h.Sum(nil))
 		uuid[6] = uuid[6]&0x0f | 0x80 // RFC 9562 version 8 (custom)
 		uuid[8] = uuid[8]&0x3f | 0x80 // RFC 9562 variant
 	}
@@ -642,13 +646,92 @@ func (l *layout) superblock(uuid [16]byte, volume string) []byte {
 }
 
 // seqWriter writes sequentially through an io.WriterAt with a buffer,
-// hashing everything it writes. The first error sticks.
+// hashing everything it writes. Full buffers are handed to two goroutines,
+// one hashing and one writing, so reading content, hashing and writing
+// overlap. The first error sticks; close must be called to stop the
+// goroutines and collect their error.
 type seqWriter struct {
-	w   io.WriterAt
 	off int64 // offset of the next byte (including buffered ones)
 	buf []byte
-	h   hash.Hash
 	err error
+
+	free    chan []byte
+	toHash  chan *chunk
+	toWrite chan *chunk
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	werr    error // first error of the writer goroutine
+	closed  bool
+}
+
+type chunk struct {
+	b       []byte
+	off     int64
+	pending atomic.Int32
+}
+
+const (
+	writeBufSize = 1 << 20
+	writeBufs    = 4
+)
+
+func newSeqWriter(w io.WriterAt, off int64, h hash.Hash) *seqWriter {
+	s := &seqWriter{
+		off:     off,
+		free:    make(chan []byte, writeBufs),
+		toHash:  make(chan *chunk, writeBufs),
+		toWrite: make(chan *chunk, writeBufs),
+	}
+	for i := 0; i < writeBufs-1; i++ {
+		s.free <- make([]byte, 0, writeBufSize)
+	}
+	s.buf = make([]byte, 0, writeBufSize)
+	release := func(c *chunk) {
+		if c.pending.Add(-1) == 0 {
+			s.free <- c.b[:0]
+		}
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		for c := range s.toHash {
+			h.Write(c.b)
+			release(c)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		for c := range s.toWrite {
+			s.mu.Lock()
+			failed := s.werr != nil
+			s.mu.Unlock()
+			if !failed {
+				if _, err := w.WriteAt(c.b, c.off); err != nil {
+					s.mu.Lock()
+					s.werr = fmt.Errorf("erofs: write at offset %d: %w", c.off, err)
+					s.mu.Unlock()
+				}
+			}
+			release(c)
+		}
+	}()
+	return s
+}
+
+// close flushes, waits for the goroutines and returns the first error.
+func (s *seqWriter) close() error {
+	if s.closed {
+		return s.err
+	}
+	s.flush()
+	s.closed = true
+	close(s.toHash)
+	close(s.toWrite)
+	s.wg.Wait()
+	if s.err == nil {
+		s.err = s.werr
+	}
+	return s.err
 }
 
 func (s *seqWriter) write(p []byte) {
@@ -684,13 +767,17 @@ func (s *seqWriter) flush() error {
 	if s.err != nil || len(s.buf) == 0 {
 		return s.err
 	}
-	s.h.Write(s.buf)
-	start := s.off - int64(len(s.buf))
-	if _, err := s.w.WriteAt(s.buf, start); err != nil {
-		s.err = fmt.Errorf("erofs: write at offset %d: %w", start, err)
+	s.mu.Lock()
+	s.err = s.werr
+	s.mu.Unlock()
+	if s.err != nil {
 		return s.err
 	}
-	s.buf = s.buf[:0]
+	c := &chunk{b: s.buf, off: s.off - int64(len(s.buf))}
+	c.pending.Store(2)
+	s.toHash <- c
+	s.toWrite <- c
+	s.buf = <-s.free
 	return nil
 }
 

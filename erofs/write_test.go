@@ -431,3 +431,21 @@ func TestEmptyTree(t *testing.T) {
 	img := writeImage(t, tr, Options{})
 	compareReader(t, img, tr, time.Unix(0, 0))
 }
+
+type failingWriter struct{ after int64 }
+
+func (f failingWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.after {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+func TestWriterFails(t *testing.T) {
+	for _, after := range []int64{0, BlockSize, 2 << 20} {
+		_, err := Write(context.Background(), failingWriter{after}, sampleTree(t, false), Options{})
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("failing after %d bytes: err = %v", after, err)
+		}
+	}
+}
