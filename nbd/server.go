@@ -293,6 +293,9 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 		if n > maxOptionLength {
 			return nil, fmt.Errorf("%w: option %d carries %d bytes", errProtocol, opt, n)
 		}
+		if int(n) > cap(data) {
+			data = make([]byte, n)
+		}
 		data = data[:n]
 		if _, err := io.ReadFull(r, data); err != nil {
 			return nil, fmt.Errorf("reading option %d: %w", opt, err)
@@ -323,8 +326,11 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 				continue
 			}
 			for _, name := range s.names {
+				// Name, then the description as the human-readable
+				// details the spec allows after it.
 				b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
-				if err := writeOptReply(w, opt, repServer, append(b, name...)); err != nil {
+				b = append(append(b, name...), s.exports[name].Description...)
+				if err := writeOptReply(w, opt, repServer, b); err != nil {
 					return nil, err
 				}
 			}

@@ -404,7 +404,7 @@ func TestHandshake(t *testing.T) {
 		{"unknown option", 200, []byte("xyz"), []reply{{repErrUnsup, nil}}},
 		{"starttls", optStartTLS, nil, []reply{{repErrUnsup, nil}}},
 		{"structured reply", optStructuredReply, nil, []reply{{repErrUnsup, nil}}},
-		{"list", optList, nil, []reply{{repServer, server("run")}, {repServer, server("image")}, {repAck, []byte{}}}},
+		{"list", optList, nil, []reply{{repServer, append(server("run"), "run volume"...)}, {repServer, server("image")}, {repAck, []byte{}}}},
 		{"list with data", optList, []byte{1}, []reply{{repErrInval, nil}}},
 		{"info rw", optInfo, goData("run", infoName, infoDescription, infoBlockSize), []reply{
 			{repInfo, append([]byte{0, 1}, "run"...)},
