@@ -2,9 +2,9 @@ package crypt
 
 import (
 	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
 	"fmt"
-
-	"golang.org/x/crypto/xts"
 )
 
 // SectorCipher encrypts and decrypts data-segment sectors in userspace,
@@ -13,8 +13,13 @@ import (
 // starting at segment byte offset off is ivTweak + off/512 as a
 // little-endian 64-bit number (dm-crypt counts IVs in 512-byte units unless
 // the table says iv_large_sectors, which cryptsetup never does for LUKS2).
+//
+// It is XTS (IEEE 1619) written out over 64-bit words rather than
+// golang.org/x/crypto/xts, which works byte by byte and runs several times
+// slower on whole 4 KiB sectors; the tests hold it to the IEEE vectors, a
+// from-the-definition reference and cryptsetup's own userspace encryption.
 type SectorCipher struct {
-	c          *xts.Cipher
+	k1, k2     cipher.Block
 	sectorSize int
 	ivTweak    uint64
 }
@@ -30,11 +35,15 @@ func NewSectorCipher(key []byte, sectorSize int, ivTweak uint64) (*SectorCipher,
 	if len(key) != 32 && len(key) != 64 {
 		return nil, fmt.Errorf("%w: aes-xts key of %d bytes (want 32 or 64)", ErrInvalidArgument, len(key))
 	}
-	c, err := xts.NewCipher(aes.NewCipher, key)
+	k1, err := aes.NewCipher(key[:len(key)/2])
 	if err != nil {
 		return nil, fmt.Errorf("aes-xts-plain64: %w", err)
 	}
-	return &SectorCipher{c: c, sectorSize: sectorSize, ivTweak: ivTweak}, nil
+	k2, err := aes.NewCipher(key[len(key)/2:])
+	if err != nil {
+		return nil, fmt.Errorf("aes-xts-plain64: %w", err)
+	}
+	return &SectorCipher{k1: k1, k2: k2, sectorSize: sectorSize, ivTweak: ivTweak}, nil
 }
 
 // SectorSize is the encryption unit in bytes.
@@ -63,7 +72,7 @@ func (s *SectorCipher) Encrypt(dst, src []byte, off int64) error {
 		return err
 	}
 	for i := 0; i < len(src); i += s.sectorSize {
-		s.c.Encrypt(dst[i:i+s.sectorSize], src[i:i+s.sectorSize], s.IV(off+int64(i)))
+		s.xts(dst[i:i+s.sectorSize], src[i:i+s.sectorSize], s.IV(off+int64(i)), s.k1.Encrypt)
 	}
 	return nil
 }
@@ -74,7 +83,28 @@ func (s *SectorCipher) Decrypt(dst, src []byte, off int64) error {
 		return err
 	}
 	for i := 0; i < len(src); i += s.sectorSize {
-		s.c.Decrypt(dst[i:i+s.sectorSize], src[i:i+s.sectorSize], s.IV(off+int64(i)))
+		s.xts(dst[i:i+s.sectorSize], src[i:i+s.sectorSize], s.IV(off+int64(i)), s.k1.Decrypt)
 	}
 	return nil
+}
+
+// xts transforms one sector: T = AES(k2, le128(iv)), then for each 16-byte
+// block out = f(in ^ T) ^ T and T = T·α in GF(2^128).
+func (s *SectorCipher) xts(dst, src []byte, iv uint64, f func(dst, src []byte)) {
+	var t [16]byte
+	binary.LittleEndian.PutUint64(t[:8], iv)
+	s.k2.Encrypt(t[:], t[:])
+	lo := binary.LittleEndian.Uint64(t[:8])
+	hi := binary.LittleEndian.Uint64(t[8:])
+	var x [16]byte
+	for i := 0; i < len(src); i += 16 {
+		binary.LittleEndian.PutUint64(x[:8], binary.LittleEndian.Uint64(src[i:])^lo)
+		binary.LittleEndian.PutUint64(x[8:], binary.LittleEndian.Uint64(src[i+8:])^hi)
+		f(x[:], x[:])
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(x[:8])^lo)
+		binary.LittleEndian.PutUint64(dst[i+8:], binary.LittleEndian.Uint64(x[8:])^hi)
+		carry := hi >> 63
+		hi = hi<<1 | lo>>63
+		lo = lo<<1 ^ 0x87*carry
+	}
 }
