@@ -1,0 +1,67 @@
+//go:build linux
+
+package nbdkernel
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestRelay copies both ways through the relay, as the kernel and the
+// server would, and checks a close on either side ends it.
+func TestRelay(t *testing.T) {
+	for _, closeSide := range []string{"server", "kernel"} {
+		t.Run(closeSide+" closes", func(t *testing.T) {
+			client, server := net.Pipe()
+			r, err := NewRelay(client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := os.NewFile(uintptr(r.KernelFD()), "kernel end")
+			kernel, err := net.FileConn(f)
+			f.Close()
+			r.kernel = -1 // f owned it
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := bytes.Repeat([]byte("request "), 10000)
+			go kernel.Write(req)
+			got := make([]byte, len(req))
+			if _, err := io.ReadFull(server, got); err != nil || !bytes.Equal(got, req) {
+				t.Fatalf("server read %d bytes, %v", len(got), err)
+			}
+			reply := bytes.Repeat([]byte("reply "), 20000)
+			go server.Write(reply)
+			got = make([]byte, len(reply))
+			if _, err := io.ReadFull(kernel, got); err != nil || !bytes.Equal(got, reply) {
+				t.Fatalf("kernel read %d bytes, %v", len(got), err)
+			}
+			if closeSide == "server" {
+				server.Close()
+				kernel.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := kernel.Read(make([]byte, 1)); err != io.EOF {
+					t.Fatalf("kernel end after the server closed: %v, want EOF", err)
+				}
+				kernel.Close()
+			} else {
+				kernel.Close()
+				server.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := server.Read(make([]byte, 1)); err != io.EOF && err != io.ErrClosedPipe {
+					t.Fatalf("server after the kernel closed: %v, want EOF", err)
+				}
+			}
+			select {
+			case <-r.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("relay still running after one side closed")
+			}
+			if err := r.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
