@@ -211,3 +211,57 @@ func TestMountCompare(t *testing.T) {
 		t.Errorf("kernel lists %d entries in /many, want %d", len(ents), many.Len())
 	}
 }
+
+// TestReadMkfsErofs has mkfs.erofs (uncompressed) build an image of a
+// directory and checks that our reader sees the directory, so the reader
+// is checked against another writer, not only against ours.
+func TestReadMkfsErofs(t *testing.T) {
+	mkfs := needTool(t, "mkfs.erofs")
+	src := filepath.Join(t.TempDir(), "src")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "a/b/c"), 0o755))
+	must(os.WriteFile(filepath.Join(src, "a/small"), []byte("small"), 0o644))
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1000)
+	must(os.WriteFile(filepath.Join(src, "a/b/big"), big, 0o600))
+	must(os.Link(filepath.Join(src, "a/b/big"), filepath.Join(src, "hard")))
+	must(os.Symlink("a/b/big", filepath.Join(src, "sym")))
+	for i := 0; i < 300; i++ {
+		must(os.WriteFile(filepath.Join(src, "a/b/c", fmt.Sprintf("file-with-a-long-name-%04d", i)), []byte{byte(i)}, 0o644))
+	}
+	// Same xattr on many files: mkfs.erofs may share it.
+	for _, p := range []string{"a/small", "a/b/big", "a/b/c/file-with-a-long-name-0001"} {
+		if err := setUserXattr(filepath.Join(src, p), "user.shared", "value"); err != nil {
+			t.Logf("no user xattrs on this filesystem: %v", err)
+			break
+		}
+	}
+	img := filepath.Join(t.TempDir(), "mkfs.img")
+	if out, err := exec.Command(mkfs, "-x1", img, src).CombinedOutput(); err != nil {
+		if out2, err2 := exec.Command(mkfs, img, src).CombinedOutput(); err2 != nil {
+			t.Fatalf("mkfs.erofs: %v\n%s\n%s", err, out, out2)
+		}
+	}
+	f, err := os.Open(img)
+	must(err)
+	defer f.Close()
+	st, _ := f.Stat()
+	fsys, err := Open(f, st.Size())
+	must(err)
+	got, err := fsys.Tree()
+	must(err)
+	want, err := fstree.FromDir(context.Background(), src)
+	must(err)
+	d, err := fstree.Diff(want, got, fstree.DiffOptions{
+		// Host security.* labels are not part of what is compared.
+		IgnoreXattr: func(name string) bool { return strings.HasPrefix(name, "security.") },
+	})
+	must(err)
+	if len(d) > 0 {
+		t.Fatalf("our reader's view of a mkfs.erofs image differs from the source directory:\n%s", strings.Join(d, "\n"))
+	}
+}

@@ -543,3 +543,65 @@ func (f *FS) walk(p string, in *Inode, fn WalkFunc, seen map[uint64]bool, depth 
 	}
 	return nil
 }
+
+// Tree reads the whole image into an fstree.Tree, with file content read
+// lazily from the image (the FS's ReaderAt must stay open while the tree is
+// used). Hard links become shared inodes. It lets callers compare an image
+// with the tree it was built from (fstree.Diff).
+func (f *FS) Tree() (*fstree.Tree, error) {
+	t := fstree.New()
+	byNid := make(map[uint64]*fstree.Inode)
+	err := f.Walk(func(p string, in *Inode) error {
+		if n := byNid[in.Nid]; n != nil && in.Type != fstree.TypeDir {
+			return t.Insert(p, n)
+		}
+		n := &fstree.Inode{
+			Type:    in.Type,
+			Perm:    in.Mode & 0o7777,
+			UID:     in.UID,
+			GID:     in.GID,
+			ModTime: in.ModTime,
+			Major:   in.Major,
+			Minor:   in.Minor,
+		}
+		x, err := f.Xattrs(in)
+		if err != nil {
+			return err
+		}
+		n.Xattrs = x
+		switch in.Type {
+		case fstree.TypeRegular:
+			r, err := f.Data(in)
+			if err != nil {
+				return err
+			}
+			if in.Size > 0 {
+				n.Content = fstree.SectionContent{R: r, Length: in.Size}
+			}
+		case fstree.TypeSymlink:
+			if in.Size > maxSymlink {
+				return fmt.Errorf("erofs: symlink /%s of %d bytes: %w", p, in.Size, ErrCorrupt)
+			}
+			r, err := f.Data(in)
+			if err != nil {
+				return err
+			}
+			b := make([]byte, in.Size)
+			if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
+				return err
+			}
+			n.Target = string(b)
+		}
+		byNid[in.Nid] = n
+		if p == "" {
+			if n.Type != fstree.TypeDir {
+				return fmt.Errorf("erofs: root inode %d is a %v: %w", in.Nid, n.Type, ErrCorrupt)
+			}
+		}
+		return t.Insert(p, n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
