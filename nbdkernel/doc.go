@@ -14,6 +14,19 @@
 // lets the kernel pick a free device, and is the only interface that can
 // reconfigure a live device with a new connection.
 //
+// # vsock sockets
+//
+// Kernels carrying "nbd: restrict sockets to TCP and UDP" (mainline and its
+// stable backports, including the Debian 6.1 kernel our integration VM
+// boots) refuse any socket that is not TCP or a stream UNIX socket:
+// NBD_CMD_CONNECT fails with EINVAL and the kernel logs "Unsupported
+// socket: should be TCP or UNIX". A vsock connection to the parent is then
+// bridged by a [Relay]: an AF_UNIX socket pair whose one end the kernel
+// gets, the other copied to and from the vsock connection by two
+// goroutines of the agent. Callers try the socket itself first and fall
+// back to a Relay on EINVAL, so kernels without the restriction keep the
+// zero-copy path.
+//
 // # Timeouts and reconnection
 //
 // [Config.Timeout] is the per-request I/O timeout (NBD_ATTR_TIMEOUT). When a
@@ -27,6 +40,7 @@
 // nbd-parent restart (seconds) be bridged by redialing and reconfiguring,
 // without the filesystems above ever seeing an I/O error, while a parent that
 // is gone for good still surfaces as an error within a few minutes.
+// [Watcher] delivers the NBD_CMD_LINK_DEAD events on a socket of its own.
 //
 // We use github.com/mdlayher/genetlink directly; github.com/pojntfx/go-nbd
 // (which wraps the ioctl interface) was not obtainable for this build.
