@@ -269,7 +269,7 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 		n.decideInline(inline)
 		region := int64(n.isize() + len(n.xattrs) + n.inline)
 		off = (off + 31) &^ 31
-		if region <= BlockSize && off%BlockSize+region > BlockSize {
+		if (region <= BlockSize || n.isize() > compactSize) && off%BlockSize+min(region, BlockSize) > BlockSize {
 			off = (off + BlockSize - 1) &^ (BlockSize - 1)
 		}
 		n.meta = off

@@ -136,6 +136,14 @@ func sampleTree(t testing.TB, big bool) *fstree.Tree {
 		"security.capability": {1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	}
 	mk("xattrs", x)
+	bigx := file(0o644, fstree.Bytes("big xattrs"))
+	bigx.UID = 1 << 17 // extended inode
+	bigx.Xattrs = map[string][]byte{
+		"user.a":    bytes.Repeat([]byte("a"), 3000),
+		"user.b":    bytes.Repeat([]byte("b"), 3000),
+		"trusted.c": bytes.Repeat([]byte("c"), 200),
+	}
+	mk("bigxattrs", bigx)
 	hl := file(0o644, fstree.Bytes("hard linked"))
 	mk("hl1", hl)
 	mk("bin/hl2", hl)
