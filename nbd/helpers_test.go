@@ -19,7 +19,7 @@ type memBackend struct {
 	mu   sync.Mutex
 	data []byte
 	// gate, if set, is called before every read with its offset.
-	gate func(off int64)
+	gate  func(off int64)
 	syncs int
 }
 

@@ -1,0 +1,259 @@
+// Command nbd-parent serves an enclave's block devices from its parent
+// instance: the read-only verity image and the read-write run image, as
+// named NBD exports over vsock (and TCP or unix sockets for testing).
+//
+// Usage:
+//
+//	nbd-parent [--config FILE] [--export NAME=PATH[,ro][,size=SIZE]]... [--listen URL]...
+//
+// Run "nbd-parent --help" for flags and an example. SIGINT or SIGTERM stops
+// accepting connections, lets requests in flight finish, flushes every
+// read-write export and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/enclave-storage/enclave-storage/nbd"
+	"github.com/enclave-storage/enclave-storage/nbd/nbdconfig"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const example = `
+Example: serve an enclave's root filesystem image and run volume over vsock,
+with metrics on localhost:
+
+  nbd-parent --listen vsock://:10809 \
+      --export image=/srv/app/rootfs.img,ro \
+      --export run=/srv/app/run.img,size=8G \
+      --default image --metrics-addr 127.0.0.1:9810
+
+The same from a configuration file (flags add to it):
+
+  {
+    "listen": ["vsock://:10809", "unix:///run/enclave/nbd.sock"],
+    "default_export": "image",
+    "metrics_addr": "127.0.0.1:9810",
+    "exports": [
+      {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
+      {"name": "run", "path": "/srv/app/run.img", "size": "8GiB"}
+    ]
+  }
+
+A read-write export with a size is created sparse the first time and never
+resized: an existing file of another size is refused. Each file is locked
+(flock) while served, so a second daemon on the same file fails to start.
+Try it: nbdinfo --list nbd+unix:///?socket=/run/enclave/nbd.sock
+`
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses flags, serves until ctx is done and returns the exit code:
+// 0 after a clean shutdown, 1 on failure, 2 on bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nbd-parent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath  = fs.String("config", "", "JSON configuration `file` (flags below add to it)")
+		listens     listFlag
+		exports     listFlag
+		defExport   = fs.String("default", "", "`export` served to clients asking for the empty name")
+		metricsAddr = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`HOST:PORT`/metrics")
+		hsTimeout   = fs.Duration("handshake-timeout", nbd.DefaultHandshakeTimeout, "time a client has to finish option negotiation")
+		workers     = fs.Int("workers", nbd.DefaultWorkers, "requests executed concurrently per connection")
+		maxBlock    = fs.String("max-block-size", "32M", "largest read or write request accepted")
+		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	fs.Var(&listens, "listen", "listen `URL`: vsock://[CID]:PORT, tcp://HOST:PORT or unix:///PATH (repeatable)")
+	fs.Var(&exports, "export", "serve a file: `NAME=PATH[,ro][,size=SIZE][,desc=TEXT]` (repeatable)")
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stdout) // asked-for help goes to stdout
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nbd-parent [flags]\n\nServe files as NBD exports to an enclave over vsock, TCP or unix sockets.\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), example)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "nbd-parent: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "nbd-parent: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := &nbdconfig.Config{}
+	if *configPath != "" {
+		var err error
+		if cfg, err = nbdconfig.Load(*configPath); err != nil {
+			log.Error("bad configuration", "err", err)
+			return 2
+		}
+	}
+	cfg.Listen = append(cfg.Listen, listens...)
+	for _, s := range exports {
+		e, err := nbdconfig.ParseExport(s)
+		if err != nil {
+			log.Error("bad --export", "err", err)
+			return 2
+		}
+		cfg.Exports = append(cfg.Exports, e)
+	}
+	if *defExport != "" {
+		cfg.DefaultExport = *defExport
+	}
+	if *metricsAddr != "" {
+		cfg.MetricsAddr = *metricsAddr
+	}
+	mbs, err := nbdconfig.ParseSize(*maxBlock)
+	if err != nil || mbs > 1<<31 {
+		log.Error("bad --max-block-size", "value", *maxBlock)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	opts := nbd.Options{
+		DefaultExport:    cfg.DefaultExport,
+		HandshakeTimeout: *hsTimeout,
+		Workers:          *workers,
+		MaxBlockSize:     uint32(mbs),
+		Logger:           log,
+	}
+	if err := serve(ctx, cfg, opts, log); err != nil {
+		log.Error("nbd-parent failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve opens the exports and listeners and serves until ctx is done.
+func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *slog.Logger) (err error) {
+	var files []*nbd.File
+	defer func() {
+		for _, f := range files {
+			if cerr := f.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+	var exports []*nbd.Export
+	for _, e := range cfg.Exports {
+		f, err := nbd.OpenFile(e.Path, nbd.FileOptions{ReadOnly: e.ReadOnly, Size: int64(e.Size)})
+		if err != nil {
+			return fmt.Errorf("export %q: %w", e.Name, err)
+		}
+		files = append(files, f)
+		exports = append(exports, &nbd.Export{Name: e.Name, Description: e.Description, Backend: f, ReadOnly: e.ReadOnly})
+		log.Info("export ready", "export", e.Name, "path", e.Path, "size", f.Size(), "read_only", e.ReadOnly)
+	}
+
+	reg := prometheus.NewRegistry()
+	if cfg.MetricsAddr != "" {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if opts.Metrics, err = nbd.NewMetrics(reg); err != nil {
+			return err
+		}
+	}
+	srv, err := nbd.NewServer(exports, opts)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var listeners []net.Listener
+	for _, s := range cfg.Listen {
+		a, _ := nbdconfig.ParseListen(s) // checked by Validate
+		l, err := nbdconfig.Listen(ctx, a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		listeners = append(listeners, l)
+		log.Info("listening", "addr", a.String(), "local", l.Addr().String())
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(listeners)+1)
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, l); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	if cfg.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		log.Info("metrics", "url", "http://"+ml.Addr().String()+"/metrics")
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ml)
+		defer hs.Close()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: finishing requests in flight")
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	if serr := srv.Sync(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if err == nil {
+		log.Info("stopped cleanly; exports flushed")
+	}
+	return err
+}

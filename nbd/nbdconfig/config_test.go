@@ -1,0 +1,188 @@
+package nbdconfig
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"4096", 4096, true}, {"1K", 1 << 10, true}, {"8M", 8 << 20, true},
+		{"8MiB", 8 << 20, true}, {"2G", 2 << 30, true}, {"2GB", 2 << 30, true}, {"1T", 1 << 40, true},
+		{" 3g ", 3 << 30, true}, {"", 0, false}, {"-1", 0, false}, {"1.5G", 0, false},
+		{"G", 0, false}, {"1X", 0, false}, {"9999999999T", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseExport(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Export
+		ok   bool
+	}{
+		{"image=/srv/rootfs.img,ro", Export{Name: "image", Path: "/srv/rootfs.img", ReadOnly: true}, true},
+		{"run=/srv/run.img,size=8G,desc=run volume", Export{Name: "run", Path: "/srv/run.img", Size: 8 << 30, Description: "run volume"}, true},
+		{"run=/srv/run.img", Export{Name: "run", Path: "/srv/run.img"}, true},
+		{"=/x", Export{}, false},
+		{"noequals", Export{}, false},
+		{"a=/x,size=lots", Export{}, false},
+		{"a=/x,bogus", Export{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseExport(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseExport(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseListen(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Addr
+		ok   bool
+	}{
+		{"vsock://:10809", Addr{Network: "vsock", Port: 10809}, true},
+		{"vsock://3:5000", Addr{Network: "vsock", CID: 3, Port: 5000}, true},
+		{"tcp://127.0.0.1:10809", Addr{Network: "tcp", Address: "127.0.0.1:10809"}, true},
+		{"tcp://[::1]:0", Addr{Network: "tcp", Address: "[::1]:0"}, true},
+		{"unix:///run/nbd.sock", Addr{Network: "unix", Address: "/run/nbd.sock"}, true},
+		{"unix://relative/x", Addr{}, false},
+		{"tcp://host", Addr{}, false},
+		{"vsock://x:1", Addr{}, false},
+		{"vsock://:port", Addr{}, false},
+		{"udp://:1", Addr{}, false},
+		{"tcp://:1?x=y", Addr{}, false},
+		{"10809", Addr{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseListen(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseListen(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+		if tt.ok && got.String() != tt.in {
+			t.Errorf("%+v.String() = %q, want %q", got, got.String(), tt.in)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := `{
+	  "listen": ["vsock://:10809", "unix:///run/enclave/nbd.sock"],
+	  "default_export": "image",
+	  "metrics_addr": "127.0.0.1:9810",
+	  "exports": [
+	    {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
+	    {"name": "run", "path": "/srv/app/run.img", "size": "8GiB", "description": "run volume"},
+	    {"name": "n", "path": "/srv/n", "size": 4096}
+	  ]
+	}`
+	want := &Config{
+		Listen:        []string{"vsock://:10809", "unix:///run/enclave/nbd.sock"},
+		DefaultExport: "image",
+		MetricsAddr:   "127.0.0.1:9810",
+		Exports: []Export{
+			{Name: "image", Path: "/srv/app/rootfs.img", ReadOnly: true},
+			{Name: "run", Path: "/srv/app/run.img", Size: 8 << 30, Description: "run volume"},
+			{Name: "n", Path: "/srv/n", Size: 4096},
+		},
+	}
+	tests := []struct {
+		name, json string
+		want       *Config
+		loadErr    string
+		validErr   string
+	}{
+		{"good", good, want, "", ""},
+		{"unknown field", `{"listen":[],"exports":[],"lsiten":[]}`, nil, "unknown field", ""},
+		{"trailing", `{} {}`, nil, "trailing", ""},
+		{"bad size", `{"exports":[{"name":"a","path":"/a","size":"big"}]}`, nil, "bad size", ""},
+		{"no exports", `{"listen":["tcp://:1"]}`, nil, "", "no exports"},
+		{"no listen", `{"exports":[{"name":"a","path":"/a"}]}`, nil, "", "no listen"},
+		{"duplicate", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"},{"name":"a","path":"/b"}]}`, nil, "", "twice"},
+		{"no path", `{"listen":["tcp://:1"],"exports":[{"name":"a"}]}`, nil, "", "no path"},
+		{"bad default", `{"listen":["tcp://:1"],"default_export":"b","exports":[{"name":"a","path":"/a"}]}`, nil, "", "default export"},
+		{"bad listen", `{"listen":["udp://:1"],"exports":[{"name":"a","path":"/a"}]}`, nil, "", "scheme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name+".json")
+			os.WriteFile(p, []byte(tt.json), 0o600)
+			c, err := Load(p)
+			if tt.loadErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.loadErr) {
+					t.Fatalf("Load: %v, want error containing %q", err, tt.loadErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			verr := c.Validate()
+			if tt.validErr != "" {
+				if verr == nil || !strings.Contains(verr.Error(), tt.validErr) {
+					t.Fatalf("Validate: %v, want error containing %q", verr, tt.validErr)
+				}
+				return
+			}
+			if verr != nil {
+				t.Fatal(verr)
+			}
+			if !reflect.DeepEqual(c, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", c, tt.want)
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(dir, "missing.json")); !os.IsNotExist(unwrapAll(err)) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func TestListenUnixStale(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	a := Addr{Network: "unix", Address: path}
+	ctx := context.Background()
+	l, err := Listen(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A live socket is not stolen.
+	if _, err := Listen(ctx, a); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second Listen on a live socket: %v", err)
+	}
+	// A stale one (left behind without unlinking) is replaced.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	l2, err := Listen(ctx, a)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	l2.Close()
+}

@@ -1,0 +1,25 @@
+// Package nbdconfig reads nbd-parent's configuration: which files to serve
+// as which NBD exports, and where to listen (vsock, TCP, unix socket).
+//
+// A configuration is a small JSON file, extended or replaced by command
+// line flags:
+//
+//	{
+//	  "listen": ["vsock://:10809", "unix:///run/enclave/nbd.sock"],
+//	  "default_export": "image",
+//	  "metrics_addr": "127.0.0.1:9810",
+//	  "exports": [
+//	    {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
+//	    {"name": "run", "path": "/srv/app/run.img", "size": "8GiB",
+//	     "description": "encrypted run volume"}
+//	  ]
+//	}
+//
+// A read-write export with a size is created sparse on first use and never
+// resized afterwards (see nbd.SizeMismatchError). Listen addresses are URLs:
+// vsock://:PORT (any local CID), vsock://CID:PORT, tcp://HOST:PORT and
+// unix:///ABSOLUTE/PATH.
+//
+// It uses encoding/json rather than a richer format so the daemon needs no
+// further dependencies; unknown fields are rejected so typos fail loudly.
+package nbdconfig
