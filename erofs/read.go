@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -275,9 +276,9 @@ func (d *dataReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// ReadDir returns the entries of directory inode in, "." and ".."
+// Entries returns the entries of directory inode in, "." and ".."
 // included, in on-disk order.
-func (f *FS) ReadDir(in *Inode) ([]DirEntry, error) {
+func (f *FS) Entries(in *Inode) ([]DirEntry, error) {
 	if in.Type != fstree.TypeDir {
 		return nil, fmt.Errorf("erofs: inode %d: %w", in.Nid, ErrNotDir)
 	}
@@ -328,7 +329,7 @@ func (f *FS) ReadDir(in *Inode) ([]DirEntry, error) {
 
 // lookupIn finds name in directory in.
 func (f *FS) lookupIn(in *Inode, name string) (uint64, error) {
-	ents, err := f.ReadDir(in)
+	ents, err := f.Entries(in)
 	if err != nil {
 		return 0, err
 	}
@@ -374,14 +375,23 @@ func (f *FS) Lookup(p string) (*Inode, error) {
 	return in, nil
 }
 
-// ReadFile returns the content of the regular file at p.
+// ReadFile returns the content of the regular file at p, an
+// fs.ValidPath (this makes FS an fs.ReadFileFS). Other non-directories
+// read as empty, as with Open.
 func (f *FS) ReadFile(p string) ([]byte, error) {
+	if !fs.ValidPath(p) {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fs.ErrInvalid}
+	}
 	in, err := f.Lookup(p)
 	if err != nil {
 		return nil, err
 	}
-	if in.Type != fstree.TypeRegular {
+	switch in.Type {
+	case fstree.TypeDir:
 		return nil, &fstree.PathError{Op: "read", Path: p, Err: fstree.ErrInvalid}
+	case fstree.TypeRegular:
+	default:
+		return []byte{}, nil // like Open: symlinks are not followed, devices have no body
 	}
 	r, err := f.Data(in)
 	if err != nil {
@@ -518,7 +528,7 @@ func (f *FS) walk(p string, in *Inode, fn WalkFunc, seen map[uint64]bool, depth 
 		return fmt.Errorf("erofs: directory /%s (nid %d) reached twice or too deep: %w", p, in.Nid, ErrCorrupt)
 	}
 	seen[in.Nid] = true
-	ents, err := f.ReadDir(in)
+	ents, err := f.Entries(in)
 	if err != nil {
 		return err
 	}

@@ -248,7 +248,7 @@ func compareReader(t *testing.T, img []byte, tr *fstree.Tree, bt time.Time) {
 				t.Errorf("/%s: device %d:%d, want %d:%d", p, got.Major, got.Minor, want.Major, want.Minor)
 			}
 		case fstree.TypeDir:
-			ents, err := fsys.ReadDir(got)
+			ents, err := fsys.Entries(got)
 			if err != nil {
 				return err
 			}
