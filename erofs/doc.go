@@ -51,7 +51,9 @@
 //
 // Open and FS read uncompressed images (ours, or mkfs.erofs's without
 // compression, including shared xattrs): lookup, stat, read, readlink,
-// directory listing, xattrs and a cycle-safe Walk. Every read is checked
+// directory listing, xattrs and a cycle-safe Walk; FS is also an io/fs.FS
+// (fs.ReadDirFS, fs.ReadFileFS) and FS.Tree returns the image as an
+// fstree.Tree for fstree.Diff. Every read is checked
 // against the image size, so hostile images produce errors, not panics or
 // unbounded allocations. It exists for tests and for imgbuild's own
 // checks; the kernel is the real reader.

@@ -21,5 +21,9 @@
 // equal trees are always visited identically: that is what makes images
 // written from a Tree reproducible.
 //
+// FromDir (Linux) reads a directory on disk into a Tree, and Diff compares
+// two trees entry by entry, content and hard links included: together they
+// let tests check an image against its source, whatever produced either.
+//
 // A Tree is not safe for concurrent mutation.
 package fstree
