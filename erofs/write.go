@@ -276,10 +276,10 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 		off += region
 	}
 	l.metaEnd = (off + BlockSize - 1) &^ (BlockSize - 1)
-	if nid := l.nodes[len(l.nodes)-1].nid(l.metaStart); nid > math.MaxUint32*uint64(BlockSize/32) {
-		return nil, fmt.Errorf("erofs: metadata area too large: %w", ErrTooLarge)
-	}
 	blk := l.metaEnd / BlockSize
+	if blk > math.MaxUint32 {
+		return nil, fmt.Errorf("erofs: metadata area of %d bytes: %w", l.metaEnd, ErrTooLarge)
+	}
 	for _, n := range l.nodes {
 		if n.nblocks > 0 {
 			n.blkaddr = uint32(blk)
