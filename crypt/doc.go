@@ -28,6 +28,11 @@
 //
 // The on-disk format follows the LUKS2 On-Disk Format Specification and
 // cryptsetup's behaviour, checked by oracle tests against the cryptsetup
-// binary. No Go LUKS2 library covered formatting with argon2id and key
-// rotation without cgo, so this is our own code.
+// binary in both directions. It is our own code rather than a binding to
+// libcryptsetup: the enclave binaries are static and cgo-free, and owning
+// the parser lets Open refuse everything outside the small subset above
+// (the header comes from the parent, which the enclave does not trust).
+// Keyslot areas use golang.org/x/crypto/xts; SectorCipher does XTS over
+// 64-bit words instead, because x/crypto/xts works byte by byte and is
+// several times slower on whole sectors.
 package crypt
