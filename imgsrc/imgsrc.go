@@ -329,8 +329,12 @@ func (im *Image) readLayer(ctx context.Context, info LayerInfo, yield func(Layer
 		defer d.Close()
 		tar = d
 	}
-	diff, err := newVerifier(ctx, tar, info.DiffID, "diff ID")
-	if err != nil {
+	var diff io.Reader = tar
+	// An uncompressed blob's digest is its diff ID: hashing it twice
+	// would only cost time.
+	if decompress == nil && info.DiffID == info.Digest {
+		diff = stream
+	} else if diff, err = newVerifier(ctx, tar, info.DiffID, "diff ID"); err != nil {
 		return fmt.Errorf("layer %d: %w", info.Index, err)
 	}
 	if !yield(Layer{LayerInfo: info, Tar: diff}, nil) {

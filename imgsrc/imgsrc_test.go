@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -302,6 +303,25 @@ func TestArchivesWithSkopeo(t *testing.T) {
 		}
 		if !slices.Equal(im.Config.Entrypoint, []string{"/app"}) {
 			t.Errorf("%s: entrypoint %q", dst, im.Config.Entrypoint)
+		}
+	}
+}
+
+// TestBareReferenceFallback opens a bare name with neither a docker
+// daemon nor a registry reachable (a closed local port): the error must
+// say both were tried.
+func TestBareReferenceFallback(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := imgsrc.Open(ctx, "127.0.0.1:1/app:latest", imgsrc.Options{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	t.Log(err)
+	for _, want := range []string{"docker-daemon:127.0.0.1:1/app:latest", "docker://127.0.0.1:1/app:latest"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
 }
