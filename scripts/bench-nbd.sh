@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bench-nbd.sh: nbd-parent against nbdkit (file plugin) and nbd-server,
+# serving the same file over TCP loopback, one server at a time, measured
+# by the same client: fio's nbd engine (libnbd). Prints sequential read and
+# write MiB/s (1 MiB requests, 8 in flight), 4 KiB random read IOPS (32 in
+# flight, and with 4 fio jobs = 4 connections) and our ratio to each peer.
+# Reports only: the machines are noisy and shared, nothing is asserted.
+#
+# Environment: BENCH_NBD_SIZE_MIB (file size, default 512),
+# BENCH_NBD_RUNTIME (seconds per fio run, default 5).
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+SIZE_MIB=${BENCH_NBD_SIZE_MIB:-512}
+RUNTIME=${BENCH_NBD_RUNTIME:-5}
+
+for tool in nbd-parent fio nbdkit nbd-server nbdinfo; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "bench-nbd: $tool not found (make build; apt-get install fio nbdkit nbd-server libnbd-bin)" >&2
+		exit 1
+	fi
+done
+if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
+	echo "bench-nbd: this fio has no nbd engine" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+img=$tmp/bench.img
+head -c $((SIZE_MIB << 20)) /dev/urandom >"$img"
+
+# A free TCP port on loopback.
+freeport() {
+	local p
+	for p in $(shuf -i 20000-40000 -n 20); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+	echo "bench-nbd: no free port" >&2
+	exit 1
+}
+
+start() { # start NAME PORT
+	case $1 in
+	nbd-parent)
+		nbd-parent --listen "tcp://127.0.0.1:$2" --export "bench=$img" --log-level warn &
+		;;
+	nbdkit)
+		nbdkit --foreground --ipaddr 127.0.0.1 --port "$2" file "$img" &
+		;;
+	nbd-server)
+		cat >"$tmp/nbd-server.conf" <<-CONF
+		[generic]
+		    port = $2
+		    listenaddr = 127.0.0.1
+		[bench]
+		    exportname = $img
+		    flush = true
+		    fua = true
+		    trim = true
+		CONF
+		# -d would serve a single connection; daemonized it forks one
+		# process per client, so find the daemon by its unique config.
+		nbd-server -C "$tmp/nbd-server.conf" 2>/dev/null
+		;;
+	esac
+	if [ "$1" = nbd-server ]; then
+		sleep 0.2
+		pid=$(pgrep -o -f "nbd-server -C $tmp/nbd-server.conf")
+	else
+		pid=$!
+	fi
+	for _ in $(seq 100); do
+		if nbdinfo --size "nbd://127.0.0.1:$2/bench" >/dev/null 2>&1; then return; fi
+		sleep 0.1
+	done
+	echo "bench-nbd: $1 did not start" >&2
+	exit 1
+}
+
+stop() {
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=
+}
+
+# fio_run URI RW BS DEPTH JOBS FIELD: prints one number from fio's terse
+# output (field 7 read KiB/s, 8 read IOPS, 48 write KiB/s).
+fio_run() {
+	{ fio --name=bench --ioengine=nbd --uri="$1" --rw="$2" --bs="$3" --iodepth="$4" \
+		--numjobs="$5" --group_reporting --runtime="$RUNTIME" --time_based \
+		--minimal 2>/dev/null | awk -F';' -v f="$6" 'NF > 50 { v = $f } END { print v + 0 }'; } || echo 0
+}
+
+declare -A R
+servers=(nbd-parent nbdkit nbd-server)
+for s in "${servers[@]}"; do
+	port=$(freeport)
+	start "$s" "$port"
+	uri="nbd://127.0.0.1:$port/bench"
+	R[$s,seqread]=$(fio_run "$uri" read 1M 8 1 7)
+	R[$s,seqwrite]=$(fio_run "$uri" write 1M 8 1 48)
+	R[$s,randread]=$(fio_run "$uri" randread 4k 32 1 8)
+	R[$s,randread4]=$(fio_run "$uri" randread 4k 32 4 8)
+	stop
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+
+echo "NBD over TCP loopback, ${SIZE_MIB} MiB file, ${RUNTIME}s per run, client fio $(fio --version) (nbd engine)"
+printf '%-28s %12s %12s %12s %14s %14s\n' metric nbd-parent nbdkit nbd-server vs-nbdkit vs-nbd-server
+row() { # row LABEL KEY UNIT
+	local a=${R[nbd-parent,$2]} b=${R[nbdkit,$2]} c=${R[nbd-server,$2]}
+	if [ "$3" = MiB/s ]; then a=$(mib "$a") b=$(mib "$b") c=$(mib "$c"); fi
+	printf '%-28s %12s %12s %12s %14s %14s\n' "$1" "$a" "$b" "$c" "$(ratio "$a" "$b")" "$(ratio "$a" "$c")"
+}
+row "seq read 1M qd8 (MiB/s)" seqread MiB/s
+row "seq write 1M qd8 (MiB/s)" seqwrite MiB/s
+row "rand read 4K qd32 (IOPS)" randread IOPS
+row "rand read 4K 4x qd32 (IOPS)" randread4 IOPS
