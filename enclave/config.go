@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enclave-storage/enclave-storage/crypt"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/verity"
 )
@@ -117,6 +118,11 @@ type Config struct {
 	// verity parameters; tests point them elsewhere.
 	CmdlinePath    string `json:"-"`
 	VerityJSONPath string `json:"-"`
+
+	// luksFormat, when set, replaces crypt.Format's defaults; the
+	// integration tests use a cheap KDF because argon2id with 64 MiB takes
+	// minutes under QEMU's TCG.
+	luksFormat *crypt.FormatOptions
 }
 
 // Defaults returns c with every zero field set to its default.

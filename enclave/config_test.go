@@ -1,6 +1,7 @@
 package enclave
 
 import (
+	"embed"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,10 +12,30 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// fixtures are embedded so the test binary also runs inside the
+// integration VM, where there is no source tree.
+//
+//go:embed testdata
+var fixtures embed.FS
+
+// fixture writes testdata/name to a temporary file and returns its path.
+func fixture(t testing.TB, name string) string {
+	t.Helper()
+	b, err := fixtures.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 const pinnedRoot = "8ab0b0de4e1cb4b4b6a8d3d6d5a9f4a8e1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 func TestLoadConfig(t *testing.T) {
-	c, err := LoadConfig("testdata/config.json")
+	c, err := LoadConfig(fixture(t, "config.json"))
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
 	}
@@ -34,7 +55,7 @@ func TestLoadConfig(t *testing.T) {
 		},
 		CmdlinePath: DefaultCmdlinePath, VerityJSONPath: DefaultVerityJSONPath,
 	}
-	if diff := cmp.Diff(want, c); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{})); diff != "" {
 		t.Fatalf("config (-want +got):\n%s", diff)
 	}
 	if got := c.App.Args(); strings.Join(got, " ") != "/usr/bin/server --listen vsock:5000" {
@@ -136,7 +157,8 @@ func TestLoadPinned(t *testing.T) {
 		os.WriteFile(p, []byte(s), 0o600)
 		return p
 	}
-	p, err := LoadPinned(cmdline("console=ttyS0 reboot=k "+CmdlineVerityRoot+"="+pinnedRoot+"\n"), "testdata/verity.json")
+	verityJSON := fixture(t, "verity.json")
+	p, err := LoadPinned(cmdline("console=ttyS0 reboot=k "+CmdlineVerityRoot+"="+pinnedRoot+"\n"), verityJSON)
 	if err != nil {
 		t.Fatalf("LoadPinned: %v", err)
 	}
@@ -158,7 +180,7 @@ func TestLoadPinned(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadPinned(cmdline(tt.cmdline), "testdata/verity.json")
+			_, err := LoadPinned(cmdline(tt.cmdline), verityJSON)
 			if err == nil || (tt.is != nil && !errors.Is(err, tt.is)) {
 				t.Fatalf("LoadPinned = %v, want %v", err, tt.is)
 			}
@@ -189,7 +211,7 @@ func TestParsePinnedRejects(t *testing.T) {
 // FuzzPinned feeds arbitrary command lines and verity JSON to the pinning
 // parsers: they come from the EIF, which an attacker may have built.
 func FuzzPinned(f *testing.F) {
-	js, _ := os.ReadFile("testdata/verity.json")
+	js, _ := fixtures.ReadFile("testdata/verity.json")
 	f.Add(CmdlineVerityRoot+"="+pinnedRoot, js)
 	f.Add("", []byte("{}"))
 	f.Fuzz(func(t *testing.T, cmdline string, js []byte) {

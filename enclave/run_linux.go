@@ -70,7 +70,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	defer nl.Close()
+	// Closed by the undo stack, after the disconnects that need it.
+	undo.Push("close netlink socket", func(context.Context) error { return nl.Close() })
 	cctx, cancel := context.WithTimeout(ctx, defaultConnectDeadline)
 	defer cancel()
 	img, err := AttachExport(cctx, nl, cfg, cfg.ImageExport, false, undo)
@@ -83,6 +84,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		return err
 	}
 	log.Info("run volume attached", "export", cfg.RunExport, "device", run.Path, "size", run.Export.Size)
+	if w, err := nbdkernel.NewWatcher(); err != nil {
+		log.Warn("cannot watch for dead NBD links; a parent restart will not be bridged", "err", err)
+	} else {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Reconnect(rctx, w, nl, cfg, []*Attached{img, run}, log)
+		}()
+		undo.Push("stop NBD reconnection", func(context.Context) error {
+			stop()
+			w.Close()
+			<-done
+			return nil
+		})
+	}
 
 	// 3. dm-verity, read-only erofs.
 	verityDev, err := OpenVerity(ctx, img, params, undo)
@@ -95,7 +112,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)
 
 	// 4. dm-crypt, ext4.
-	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, undo, log)
+	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.luksFormat, undo, log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -67,6 +68,61 @@ type Attached struct {
 	Export *nbdclient.Export
 	Index  uint32
 	Path   string // /dev/nbdN
+
+	mu    sync.Mutex
+	relay *nbdkernel.Relay // nil when the kernel holds the parent's socket itself
+}
+
+// setRelay records the relay now carrying the device's connection and
+// closes the one it replaces.
+func (a *Attached) setRelay(r *nbdkernel.Relay) {
+	a.mu.Lock()
+	old := a.relay
+	a.relay = r
+	a.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+}
+
+// handOver gives conn to the kernel with call. Kernels with the "nbd:
+// restrict sockets to TCP and UDP" change refuse vsock sockets with
+// EINVAL; then conn is bridged through an nbdkernel.Relay (a UNIX socket
+// pair), which handOver returns and which then owns conn. With a nil relay
+// the caller still owns conn and should close it.
+func handOver(conn net.Conn, call func(fd int) error) (*nbdkernel.Relay, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("enclave: %T has no file descriptor to hand to the kernel", conn)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("enclave: %w", err)
+	}
+	var callErr error
+	if err := rc.Control(func(fd uintptr) {
+		if callErr = unix.SetNonblock(int(fd), false); callErr == nil {
+			callErr = call(int(fd))
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("enclave: %w", err)
+	}
+	if !errors.Is(callErr, unix.EINVAL) {
+		return nil, callErr
+	}
+	// Restore non-blocking mode for the Go runtime before relaying.
+	rc.Control(func(fd uintptr) { unix.SetNonblock(int(fd), true) })
+	r, err := nbdkernel.NewRelay(conn)
+	if err != nil {
+		return nil, errors.Join(callErr, err)
+	}
+	err = call(r.KernelFD())
+	r.CloseKernelEnd()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("enclave: through a UNIX socket relay: %w", err)
+	}
+	return r, nil
 }
 
 // negotiate dials the parent and runs the handshake for export.
@@ -121,26 +177,36 @@ func AttachExport(ctx context.Context, nl *nbdkernel.Conn, cfg Config, export st
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close() // the kernel keeps its own reference
 	if writable && exp.ReadOnly() {
+		conn.Close()
 		return nil, fmt.Errorf("enclave: the parent exports %q read-only; the run volume must be writable", export)
 	}
 	kc, err := kernelConfig(cfg, exp)
 	if err != nil {
+		conn.Close()
 		return nil, err
 	}
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("enclave: %T has no file descriptor to hand to the kernel", conn)
+	var idx uint32
+	relay, err := handOver(conn, func(fd int) error {
+		kc.Sockets = []int{fd}
+		var err error
+		idx, err = nl.Connect(ctx, kc)
+		return err
+	})
+	if relay == nil {
+		conn.Close() // the kernel keeps its own reference
 	}
-	idx, err := nl.ConnectConns(ctx, kc, sc)
 	if err != nil {
 		return nil, err
 	}
-	undo.Push("disconnect "+nbdkernel.DevicePath(idx), func(ctx context.Context) error {
+	a := &Attached{Export: exp, Index: idx, Path: nbdkernel.DevicePath(idx), relay: relay}
+	undo.Push("stop relay for "+a.Path, func(context.Context) error {
+		a.setRelay(nil)
+		return nil
+	})
+	undo.Push("disconnect "+a.Path, func(ctx context.Context) error {
 		return nl.Disconnect(ctx, idx)
 	})
-	a := &Attached{Export: exp, Index: idx, Path: nbdkernel.DevicePath(idx)}
 	if err := waitBlockDevice(ctx, a.Path, fmt.Sprintf("nbd%d", idx), int64(exp.Size)); err != nil {
 		return nil, err
 	}
@@ -272,7 +338,8 @@ func unmountRetry(ctx context.Context, dir string) error {
 // OpenRun unlocks (or, when blank or ephemeral, formats) the LUKS2 volume
 // on dev, maps it with dm-crypt and returns the mapped device and whether
 // it is new (needs mkfs).
-func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral bool, undo *Undo, log *slog.Logger) (path string, fresh bool, err error) {
+// opts tunes crypt.Format (nil: its defaults).
+func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral bool, opts *crypt.FormatOptions, undo *Undo, log *slog.Logger) (path string, fresh bool, err error) {
 	f, err := os.OpenFile(dev.Path, os.O_RDWR, 0)
 	if err != nil {
 		return "", false, fmt.Errorf("enclave: opening run device: %w", err)
@@ -293,7 +360,7 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 	var vol *crypt.Volume
 	switch {
 	case ephemeral || state == RunBlank:
-		vol, err = crypt.Format(ctx, f, key, nil)
+		vol, err = crypt.Format(ctx, f, key, opts)
 		if err == nil {
 			err = f.Sync()
 		}
@@ -367,8 +434,10 @@ func hasExt4(dev string) (bool, error) {
 // writer is a project of its own, and this runs once per run volume.
 // The journal is kept: after an unclean stop ext4 replays it on the next
 // mount, which is our whole fsck policy (no fsck.ext4 in the enclave).
+// The block size is forced to 4096: mke2fs picks 1024 for small devices,
+// which the kernel refuses to mount on dm-crypt's 4096-byte sectors.
 func Mkfs(ctx context.Context, mkfs, dev string) error {
-	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-L", runVolumeName, "-E", "nodiscard", dev)
+	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-b", "4096", "-L", runVolumeName, "-E", "nodiscard", dev)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
