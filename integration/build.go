@@ -57,23 +57,37 @@ func TestPackages(ctx context.Context, moduleDir string) ([]string, error) {
 	return pkgs, nil
 }
 
+// TestBinary is a compiled test binary and the package it tests.
+type TestBinary struct {
+	Path string // the static test binary
+	// Dir is the package's source directory. Like go test, the harness runs
+	// the binary in a copy of it holding the testdata directory, so tests
+	// can open testdata/... relative paths.
+	Dir string
+}
+
 // BuildTests builds a static test binary (CGO_ENABLED=0, -tags integration)
 // of each package into outDir and returns them by test name: the import path
 // below the module, slashes turned into dashes ("dm", "integration-itest").
-func BuildTests(ctx context.Context, moduleDir, outDir string, pkgs []string) (map[string]string, error) {
+func BuildTests(ctx context.Context, moduleDir, outDir string, pkgs []string) (map[string]TestBinary, error) {
 	self, err := goCmd(ctx, moduleDir, "list", "-m")
 	if err != nil {
 		return nil, err
 	}
 	prefix := strings.TrimSpace(string(self)) + "/"
-	bins := map[string]string{}
+	bins := map[string]TestBinary{}
 	for _, p := range pkgs {
-		name := strings.ReplaceAll(strings.TrimPrefix(p, prefix), "/", "-")
+		name := strings.TrimPrefix(strings.TrimPrefix(p, prefix), "./")
+		name = strings.ReplaceAll(strings.Trim(name, "/"), "/", "-")
 		bin := filepath.Join(outDir, name+".test")
 		if _, err := goCmd(ctx, moduleDir, "test", "-c", "-tags", Tag, "-o", bin, p); err != nil {
 			return nil, err
 		}
-		bins[name] = bin
+		dir, err := goCmd(ctx, moduleDir, "list", "-f", "{{.Dir}}", p)
+		if err != nil {
+			return nil, err
+		}
+		bins[name] = TestBinary{Path: bin, Dir: strings.TrimSpace(string(dir))}
 	}
 	return bins, nil
 }

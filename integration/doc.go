@@ -15,8 +15,10 @@
 //
 // where token is a random string from the kernel command line, so test
 // output cannot forge a result. Test binaries come from every package with
-// test files behind the "integration" build tag; they use package itest to
-// require capabilities, attach loop devices and leave artifacts. Artifacts
+// test files behind the "integration" build tag; like under go test, each
+// runs in a directory holding a copy of its package's testdata. They use
+// package itest to require capabilities, attach loop devices and leave
+// artifacts. Artifacts
 // leave the VM through a 9p share (and virtio-blk drives), so the host can
 // check them after the run.
 //

@@ -13,8 +13,9 @@ import (
 // them in the VM: for a privileged Linux host or container
 // (docker run --privileged) whose kernel already has the modules loaded.
 type Host struct {
-	// Tests maps a test name to a test binary; they run in name order.
-	Tests map[string]string
+	// Tests maps a test name to a test binary; they run in name order, in
+	// their package directory like under go test.
+	Tests map[string]TestBinary
 	// TestArgs are passed to every test binary after -test.v.
 	TestArgs []string
 	// OutDir is the artifact directory tests see as itest.OutDir.
@@ -31,17 +32,13 @@ func (h *Host) Run(ctx context.Context, console io.Writer) (Report, error) {
 	start := time.Now()
 	rep := Report{Done: true}
 	for _, name := range sortedKeys(h.Tests) {
-		dir, err := os.MkdirTemp("", "integration-"+name+"-")
-		if err != nil {
-			return rep, fmt.Errorf("integration: %w", err)
-		}
-		cmd := exec.CommandContext(ctx, h.Tests[name], append([]string{"-test.v"}, h.TestArgs...)...)
-		cmd.Dir = dir
+		tb := h.Tests[name]
+		cmd := exec.CommandContext(ctx, tb.Path, append([]string{"-test.v"}, h.TestArgs...)...)
+		cmd.Dir = tb.Dir
 		cmd.Env = append(os.Environ(), "INTEGRATION_REQUIRE=1", "INTEGRATION_OUT="+h.OutDir)
 		cmd.Stdout, cmd.Stderr = console, console
 		t0 := time.Now()
-		err = cmd.Run()
-		os.RemoveAll(dir)
+		err := cmd.Run()
 		if ctx.Err() != nil {
 			rep.Done = false
 			return rep, fmt.Errorf("%w: %w", ErrIncomplete, ctx.Err())

@@ -38,8 +38,8 @@ for t in /tests/*.test; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t" .test)
 	start=$(uptime)
-	mkdir -p "/tmp/$name"
-	(cd "/tmp/$name" && "$t" -test.v $args) 2>&1
+	mkdir -p "/pkg/$name"
+	(cd "/pkg/$name" && "$t" -test.v $args) 2>&1
 	r=$?
 	secs=$(awk -v a="$start" -v b="$(uptime)" 'BEGIN { printf "%.2f", b - a }')
 	if [ "$r" -eq 0 ]; then
@@ -48,7 +48,6 @@ for t in /tests/*.test; do
 		say "RESULT $name FAIL $secs"
 		rc=1
 	fi
-	rm -rf "/tmp/$name"
 done
 
 sync

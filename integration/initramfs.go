@@ -5,9 +5,12 @@ import (
 	"context"
 	"debug/elf"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,8 +31,9 @@ type Initramfs struct {
 	// Commands maps a name in the guest's /bin to a static binary on the host.
 	Commands map[string]string
 	// Tests maps a test name to a static test binary on the host; /init runs
-	// them in name order.
-	Tests map[string]string
+	// them in name order, each in /pkg/NAME holding a copy of its package's
+	// testdata directory.
+	Tests map[string]TestBinary
 	// TestArgs are passed to every test binary after -test.v.
 	TestArgs []string
 }
@@ -82,15 +86,27 @@ func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 	if err := a.AddFile("etc/test-args", 0o644, []byte(strings.Join(in.TestArgs, " ")+"\n")); err != nil {
 		return err
 	}
-	for _, set := range []struct {
-		dir, suffix string
-		files       map[string]string
-	}{{"bin/", "", in.Commands}, {"tests/", ".test", in.Tests}} {
-		for _, name := range sortedKeys(set.files) {
-			if err := checkStatic(set.files[name]); err != nil {
-				return fmt.Errorf("integration: %s (build with CGO_ENABLED=0): %w", name, err)
-			}
-			if err := add(set.dir+name+set.suffix, 0o755, set.files[name]); err != nil {
+	addBin := func(name, hostPath string) error {
+		if err := checkStatic(hostPath); err != nil {
+			return fmt.Errorf("integration: %s (build with CGO_ENABLED=0): %w", name, err)
+		}
+		return add(name, 0o755, hostPath)
+	}
+	for _, name := range sortedKeys(in.Commands) {
+		if err := addBin("bin/"+name, in.Commands[name]); err != nil {
+			return err
+		}
+	}
+	for _, name := range sortedKeys(in.Tests) {
+		tb := in.Tests[name]
+		if err := addBin("tests/"+name+".test", tb.Path); err != nil {
+			return err
+		}
+		if err := a.AddDir("pkg/"+name, 0o755); err != nil {
+			return err
+		}
+		if tb.Dir != "" {
+			if err := addTree(&a, "pkg/"+name+"/testdata", filepath.Join(tb.Dir, "testdata")); err != nil {
 				return err
 			}
 		}
@@ -135,7 +151,50 @@ func checkStatic(path string) error {
 	return nil
 }
 
-func sortedKeys(m map[string]string) []string {
+// addTree copies the regular files, directories and symlinks under hostDir
+// (if it exists) to name in the archive.
+func addTree(a *cpio.Archive, name, hostDir string) error {
+	err := filepath.WalkDir(hostDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(hostDir, p)
+		if err != nil {
+			return err
+		}
+		dst := path.Join(name, filepath.ToSlash(rel))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return a.AddDir(dst, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return a.AddSymlink(dst, target)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return a.AddFile(dst, info.Mode().Perm(), b)
+		}
+		return nil // devices, sockets: not test data
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("integration: testdata %s: %w", hostDir, err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

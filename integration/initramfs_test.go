@@ -26,11 +26,17 @@ func TestInitramfs(t *testing.T) {
 	if err := os.WriteFile(mod, []byte("not really a module"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "testdata", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "testdata", "sub", "fixture.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	in := &Initramfs{
 		Busybox:  busybox,
 		Modules:  []Module{{Path: mod, Params: "major=1"}},
 		Commands: map[string]string{"nbd-enclave": busybox},
-		Tests:    map[string]string{"dm": busybox},
+		Tests:    map[string]TestBinary{"dm": {Path: busybox, Dir: dir}},
 		TestArgs: []string{"-test.run=TestX"},
 	}
 	var buf bytes.Buffer
@@ -52,7 +58,7 @@ func TestInitramfs(t *testing.T) {
 		names[n] = true
 	}
 	for _, want := range []string{"init", "bin/busybox", "bin/nbd-enclave", "tests/dm.test",
-		"lib/modules/dm-mod.ko", "etc/modules", "etc/test-args", "dev/console", "proc", "sys", "tmp", "out"} {
+		"lib/modules/dm-mod.ko", "pkg/dm/testdata/sub/fixture.json", "etc/modules", "etc/test-args", "dev/console", "proc", "sys", "tmp", "out"} {
 		if !names[want] {
 			t.Errorf("initramfs lacks %s; has %v", want, names)
 		}
@@ -60,7 +66,7 @@ func TestInitramfs(t *testing.T) {
 
 	// A dynamically linked binary cannot run there.
 	if dyn, err := exec.LookPath("cpio"); err == nil && checkStatic(dyn) != nil {
-		in.Tests = map[string]string{"dyn": dyn}
+		in.Tests = map[string]TestBinary{"dyn": {Path: dyn}}
 		if err := in.Write(context.Background(), &bytes.Buffer{}); err == nil {
 			t.Errorf("initramfs accepted dynamically linked %s", dyn)
 		}

@@ -22,6 +22,7 @@ var (
 	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped)")
 	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
+	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
 )
 
 // TestVM builds the test binaries, boots the microVM (or runs them on the
@@ -34,16 +35,26 @@ func TestVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	share, err := filepath.Abs(filepath.Join("out", "share"))
+	// Each run gets its own share below out/ (concurrent runs must not
+	// clobber each other's); it stays for inspection when the run fails or
+	// with -keep.
+	if err := os.MkdirAll("out", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	share, err := os.MkdirTemp("out", "run-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(share); err != nil {
+	if share, err = filepath.Abs(share); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(share, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		if t.Failed() || *keep {
+			t.Logf("artifacts kept in %s", share)
+			return
+		}
+		os.RemoveAll(share)
+	})
 
 	t0 := time.Now()
 	pkgs := splitList(*guestPkgs)
