@@ -363,3 +363,15 @@ func BenchmarkBuild64MiB(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkRead64MiB(b *testing.B) {
+	rd := randBytes(3, 64<<20)
+	img, _ := build(b, testSpec([]byte("boot"), rd))
+	r := bytes.NewReader(img)
+	b.SetBytes(int64(len(img)))
+	for b.Loop() {
+		if _, err := Read(r, int64(len(img))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
