@@ -120,8 +120,8 @@ func parseHeader(b []byte) (header, error) {
 	h.Flags = ne.Uint32(b[28:])
 	h.EventNr = ne.Uint32(b[32:])
 	h.Dev = ne.Uint64(b[40:])
-	h.Name = cstring(b[offName : offName+nameLen])
-	h.UUID = cstring(b[offUUID : offUUID+uuidLen])
+	h.Name = cstring(b[offName : offName+nameLen-1]) // the last byte is the NUL
+	h.UUID = cstring(b[offUUID : offUUID+uuidLen-1])
 	return h, nil
 }
 
