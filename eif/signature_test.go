@@ -103,7 +103,11 @@ func TestCOSEKnownAnswer(t *testing.T) {
 			"5bc712aa2863e2aaf6078a819093fdfc7059a3f1467f64ec7e221fd163d80b3b552625cf379d1cbb9e5138ccd07a1931"
 		text = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife."
 	)
-	pub := &ecdsa.PublicKey{Curve: elliptic.P384(), X: hexInt(x), Y: hexInt(y)}
+	point, _ := hex.DecodeString("04" + x + y)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P384(), point)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := hex.DecodeString(msg)
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +131,6 @@ func TestCOSEKnownAnswer(t *testing.T) {
 	if _, err := verifyCOSESign1(b, &other.PublicKey); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("P-256 key verified an ES384 message: %v", err)
 	}
-}
-
-func hexInt(s string) *big.Int {
-	n, _ := new(big.Int).SetString(s, 16)
-	return n
 }
 
 func testSigner(t testing.TB, curve elliptic.Curve) *Signer {
