@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -74,8 +75,12 @@ func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 
 	var list strings.Builder
 	for _, m := range in.Modules {
-		name := "lib/modules/" + filepath.Base(m.Path)
-		if err := add(name, 0o644, m.Path); err != nil {
+		b, base, err := readModule(ctx, m.Path)
+		if err != nil {
+			return err
+		}
+		name := "lib/modules/" + base
+		if err := a.AddFile(name, 0o644, b); err != nil {
 			return err
 		}
 		fmt.Fprintf(&list, "/%s %s\n", name, m.Params)
@@ -133,6 +138,34 @@ func (in *Initramfs) WriteFile(ctx context.Context, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// readModule returns a module file's bytes, decompressed when the package
+// ships it compressed (newer Debian kernels use .ko.xz): busybox insmod
+// passes the bytes to init_module, which wants a plain ELF object. xz and
+// zstd are run as tools because the standard library has neither codec.
+func readModule(ctx context.Context, hostPath string) (data []byte, base string, err error) {
+	base = filepath.Base(hostPath)
+	var tool string
+	switch {
+	case strings.HasSuffix(base, ".ko.xz"):
+		tool = "xz"
+	case strings.HasSuffix(base, ".ko.zst"):
+		tool = "zstd"
+	case strings.HasSuffix(base, ".ko.gz"):
+		tool = "gzip"
+	default:
+		b, err := os.ReadFile(hostPath)
+		if err != nil {
+			return nil, "", fmt.Errorf("integration: initramfs: %w", err)
+		}
+		return b, base, nil
+	}
+	out, err := exec.CommandContext(ctx, tool, "-dc", hostPath).Output()
+	if err != nil {
+		return nil, "", fmt.Errorf("integration: decompress module %s with %s: %w", hostPath, tool, err)
+	}
+	return out, strings.TrimSuffix(base, filepath.Ext(base)), nil
 }
 
 // checkStatic fails for an ELF file with a program interpreter: a

@@ -32,9 +32,20 @@ func TestInitramfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "testdata", "sub", "fixture.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	mods := []Module{{Path: mod, Params: "major=1"}}
+	if _, err := exec.LookPath("xz"); err == nil {
+		xzMod := filepath.Join(dir, "dm-verity.ko")
+		if err := os.WriteFile(xzMod, []byte("compressed module"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("xz", xzMod).CombinedOutput(); err != nil {
+			t.Fatalf("xz: %v: %s", err, out)
+		}
+		mods = append(mods, Module{Path: xzMod + ".xz"})
+	}
 	in := &Initramfs{
 		Busybox:  busybox,
-		Modules:  []Module{{Path: mod, Params: "major=1"}},
+		Modules:  mods,
 		Commands: map[string]string{"nbd-enclave": busybox},
 		Tests:    map[string]TestBinary{"dm": {Path: busybox, Dir: dir}},
 		TestArgs: []string{"-test.run=TestX"},
@@ -43,6 +54,7 @@ func TestInitramfs(t *testing.T) {
 	if err := in.Write(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
+	archive := bytes.Clone(buf.Bytes())
 	zr, err := gzip.NewReader(&buf)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +68,17 @@ func TestInitramfs(t *testing.T) {
 	names := map[string]bool{}
 	for _, n := range strings.Fields(string(out)) {
 		names[n] = true
+	}
+	if len(mods) > 1 {
+		zr, err := gzip.NewReader(bytes.NewReader(archive))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(cpioBin, "-i", "--quiet", "--to-stdout", "lib/modules/dm-verity.ko")
+		cmd.Stdin = zr
+		if out, err := cmd.Output(); err != nil || string(out) != "compressed module" {
+			t.Errorf("xz module in the initramfs: %q, %v; want it decompressed as lib/modules/dm-verity.ko", out, err)
+		}
 	}
 	for _, want := range []string{"init", "bin/busybox", "bin/nbd-enclave", "tests/dm.test",
 		"lib/modules/dm-mod.ko", "pkg/dm/testdata/sub/fixture.json", "etc/modules", "etc/test-args", "dev/console", "proc", "sys", "tmp", "out"} {
