@@ -38,7 +38,7 @@
 // sorted depth-first order, directory entries and xattrs are sorted, the
 // build time comes from Options, SOURCE_DATE_EPOCH or the newest mtime in
 // the tree (never the clock), and the UUID, unless given, is derived from a
-// SHA-256 of everything else written.
+// SHA-256 over the metadata and the CRC-32C of every MiB of data.
 //
 // # Streaming
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -26,8 +27,11 @@ type Options struct {
 	// from the environment if set, else the newest modification time in the
 	// tree (so the image depends on the tree alone).
 	BuildTime time.Time
-	// UUID is the volume UUID. Zero means derived from a SHA-256 of the
-	// image's metadata and data, so equal trees get equal UUIDs.
+	// UUID is the volume UUID. Zero means derived from the image: a
+	// SHA-256 over the metadata area and the CRC-32C of each MiB of data,
+	// so equal trees get equal UUIDs and any change of content changes it.
+	// Giving one (imgbuild can take it from the image's manifest digest)
+	// saves even that.
 	UUID [16]byte
 	// VolumeName is an optional label of at most 16 bytes.
 	VolumeName string
@@ -124,8 +128,12 @@ func Write(ctx context.Context, w io.WriterAt, tree *fstree.Tree, opts Options) 
 	if err != nil {
 		return Stats{}, err
 	}
-	h := sha256.New()
-	sw := newSeqWriter(w, BlockSize, h)
+	// Hashing every byte for the UUID costs CPU; skip it when given one.
+	var h hash.Hash
+	if opts.UUID == [16]byte{} {
+		h = sha256.New()
+	}
+	sw := newSeqWriter(w, BlockSize, h, l.metaEnd)
 	defer sw.close()
 	if err := l.writeMeta(ctx, sw); err != nil {
 		return Stats{}, err
@@ -662,6 +670,7 @@ type seqWriter struct {
 	mu      sync.Mutex
 	werr    error // first error of the writer goroutine
 	closed  bool
+	hashing bool
 }
 
 type chunk struct {
@@ -675,7 +684,11 @@ const (
 	writeBufs    = 4
 )
 
-func newSeqWriter(w io.WriterAt, off int64, h hash.Hash) *seqWriter {
+// newSeqWriter starts writing at off. If h is not nil, chunks starting
+// before fullHashEnd are hashed whole and later ones (file data) only by
+// their CRC-32C, which is much cheaper and still changes with any change of
+// content.
+func newSeqWriter(w io.WriterAt, off int64, h hash.Hash, fullHashEnd int64) *seqWriter {
 	s := &seqWriter{
 		off:     off,
 		free:    make(chan []byte, writeBufs),
@@ -691,14 +704,24 @@ func newSeqWriter(w io.WriterAt, off int64, h hash.Hash) *seqWriter {
 			s.free <- c.b[:0]
 		}
 	}
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		for c := range s.toHash {
-			h.Write(c.b)
-			release(c)
-		}
-	}()
+	s.wg.Add(1)
+	if h != nil {
+		s.hashing = true
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for c := range s.toHash {
+				if c.off < fullHashEnd {
+					h.Write(c.b)
+				} else {
+					var sum [4]byte
+					le.PutUint32(sum[:], crc32.Checksum(c.b, castagnoli))
+					h.Write(sum[:])
+				}
+				release(c)
+			}
+		}()
+	}
 	go func() {
 		defer s.wg.Done()
 		for c := range s.toWrite {
@@ -774,8 +797,12 @@ func (s *seqWriter) flush() error {
 		return s.err
 	}
 	c := &chunk{b: s.buf, off: s.off - int64(len(s.buf))}
-	c.pending.Store(2)
-	s.toHash <- c
+	if s.hashing {
+		c.pending.Store(2)
+		s.toHash <- c
+	} else {
+		c.pending.Store(1)
+	}
 	s.toWrite <- c
 	s.buf = <-s.free
 	return nil

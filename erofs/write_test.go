@@ -329,8 +329,12 @@ func TestReproducible(t *testing.T) {
 	tr = sampleTree(t, false)
 	n, _ = tr.Lookup("big")
 	n.Content = patterned{9, 3*BlockSize + 123}
-	if d := writeImage(t, tr, Options{}); bytes.Equal(a, d) {
+	d := writeImage(t, tr, Options{})
+	if bytes.Equal(a, d) {
 		t.Fatal("changing a multi-block file did not change the image")
+	}
+	if fd, _ := Open(bytes.NewReader(d), int64(len(d))); fd.Superblock().UUID == fa.Superblock().UUID {
+		t.Error("derived UUID did not change with the data blocks")
 	}
 	uuid := [16]byte{1, 2, 3}
 	e := writeImage(t, sampleTree(t, false), Options{UUID: uuid})

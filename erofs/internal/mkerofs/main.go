@@ -4,17 +4,19 @@
 //
 // Usage:
 //
-//	mkerofs [-build-time UNIX] [-noinline] IMAGE DIR
+//	mkerofs [-build-time UNIX] [-noinline] [-uuid HEX] IMAGE DIR
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +45,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	buildTime := fs.Int64("build-time", -1, "superblock build time, Unix seconds (default: SOURCE_DATE_EPOCH or newest mtime)")
 	noInline := fs.Bool("noinline", false, "store no data tails inline next to inodes")
+	uuid := fs.String("uuid", "", "volume UUID, 32 hex digits (default: derived from a hash of the image)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +57,13 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	opts := erofs.Options{NoInline: *noInline}
 	if *buildTime >= 0 {
 		opts.BuildTime = time.Unix(*buildTime, 0)
+	}
+	if *uuid != "" {
+		b, err := hex.DecodeString(strings.ReplaceAll(*uuid, "-", ""))
+		if err != nil || len(b) != 16 {
+			return fmt.Errorf("-uuid %q: want 32 hex digits", *uuid)
+		}
+		copy(opts.UUID[:], b)
 	}
 	start := time.Now()
 	tree, err := fstree.FromDir(ctx, dir)
