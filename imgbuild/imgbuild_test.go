@@ -52,7 +52,7 @@ func appImage(t *testing.T, appBody string) ocitest.Image {
 				ocitest.File("lib/libapp.so", "LIB"), // through the lib -> usr/lib symlink
 				with(ocitest.File("usr/bin/ping", "PING"), func(h *tar.Header) {
 					h.Mode = 0o4755
-					h.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00"}
+					h.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": capNetRaw}
 				}),
 			),
 			mustTar(t,
@@ -175,7 +175,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	xa, err := fs.Xattrs(ping)
-	if err != nil || ping.Mode&0o7777 != 0o4755 || string(xa["security.capability"]) != "\x01\x00\x00\x02\x00\x20\x00\x00" {
+	if err != nil || ping.Mode&0o7777 != 0o4755 || string(xa["security.capability"]) != capNetRaw {
 		t.Errorf("usr/bin/ping: mode %o xattrs %q, %v", ping.Mode, xa, err)
 	}
 }
@@ -287,3 +287,7 @@ func TestBuildErrors(t *testing.T) {
 		t.Error("kernel without init accepted")
 	}
 }
+
+// capNetRaw is a valid security.capability value (VFS_CAP_REVISION_2,
+// effective, permitted CAP_NET_RAW): the kernel refuses malformed ones.
+const capNetRaw = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
