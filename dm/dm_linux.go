@@ -248,12 +248,27 @@ func Create(ctx context.Context, name, uuid string, readOnly bool, targets ...Ta
 	return path, nil
 }
 
-// ensureNode makes /dev/mapper/NAME a block node for dev unless something
-// (udev, or devtmpfs for dm-N) already put an entry there.
+// ensureNode makes /dev/mapper/NAME a block node for dev. A symlink there
+// is udev's and is left alone; a block node for another device (left by a
+// device removed without its node, e.g. after a crash) is replaced, so the
+// returned path never names the wrong device.
 func ensureNode(name string, dev Dev) (string, error) {
 	path := filepath.Join(MapperDir, name)
-	if _, err := os.Lstat(path); err == nil {
+	var st unix.Stat_t
+	switch err := unix.Lstat(path, &st); {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
 		return path, nil
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK:
+		if unix.Major(st.Rdev) == dev.Major() && unix.Minor(st.Rdev) == dev.Minor() {
+			return path, nil
+		}
+		if err := os.Remove(path); err != nil {
+			return "", fmt.Errorf("replace stale %s: %w", path, err)
+		}
+	case err == nil:
+		return "", fmt.Errorf("%s exists and is not a block device or symlink", path)
+	case !errors.Is(err, unix.ENOENT):
+		return "", fmt.Errorf("stat %s: %w", path, err)
 	}
 	if err := os.MkdirAll(MapperDir, 0o755); err != nil {
 		return "", err

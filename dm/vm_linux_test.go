@@ -399,3 +399,27 @@ func TestRemoveBusy(t *testing.T) {
 		t.Errorf("Remove once closed: %v", err)
 	}
 }
+
+// TestStaleNode: a block node left at /dev/mapper/NAME for another device
+// is replaced, never returned.
+func TestStaleNode(t *testing.T) {
+	ctx := needDM(t)
+	const name = "itest-stale"
+	stale := filepath.Join(dm.MapperDir, name)
+	if err := unix.Mknod(stale, unix.S_IFBLK|0o600, int(unix.Mkdev(7, 200))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(stale) })
+	path := create(t, ctx, name, true, dm.TableLine{Length: 8, Type: "error"})
+	info, err := dm.DeviceInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if unix.Major(st.Rdev) != info.Dev.Major() || unix.Minor(st.Rdev) != info.Dev.Minor() {
+		t.Errorf("%s is %d:%d, want the new device %s", path, unix.Major(st.Rdev), unix.Minor(st.Rdev), info.Dev)
+	}
+}
