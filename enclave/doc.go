@@ -12,7 +12,11 @@
 //  2. AttachExport, twice: dial the parent (vsock CID 3 by default),
 //     negotiate the export in userspace (package nbdclient) and hand the
 //     socket to the kernel NBD client over generic netlink (package
-//     nbdkernel), giving /dev/nbdN.
+//     nbdkernel), giving /dev/nbdN. Kernels that refuse vsock sockets for
+//     NBD (EINVAL, "Unsupported socket: should be TCP or UNIX") get a UNIX
+//     socket pair bridged to the vsock connection (nbdkernel.Relay). A
+//     goroutine (Reconnect) watches NBD_CMD_LINK_DEAD and redials a dead
+//     export within the dead-connection timeout.
 //  3. OpenVerity: dm-verity over the image device with the pinned
 //     parameters (package dm); reading the first block proves the image
 //     matches the pinned root, else ErrRootHashMismatch. The erofs inside is

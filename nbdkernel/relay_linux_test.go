@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -115,6 +117,43 @@ func BenchmarkRelay(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer k.Close()
+		run(b, k, server)
+	})
+	// socat is the usual tool for the same job (a userspace relay between
+	// two stream sockets), measured in the same run for comparison.
+	b.Run("socat", func(b *testing.B) {
+		bin, err := exec.LookPath("socat")
+		if err != nil {
+			b.Skip("socat not installed (apt-get install socat)")
+		}
+		dir := b.TempDir()
+		in, out := filepath.Join(dir, "in.sock"), filepath.Join(dir, "out.sock")
+		l, err := net.Listen("unix", out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		cmd := exec.Command(bin, "-b", "1048576", "UNIX-LISTEN:"+in, "UNIX-CONNECT:"+out)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		var k net.Conn
+		for range 200 {
+			if k, err = net.Dial("unix", in); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			b.Fatalf("socat never listened: %v", err)
+		}
+		defer k.Close()
+		server, err := l.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer server.Close()
 		run(b, k, server)
 	})
 }
