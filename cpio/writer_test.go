@@ -232,3 +232,15 @@ func BenchmarkArchive16MiB(b *testing.B) {
 		}
 	}
 }
+
+func TestEmptyArchive(t *testing.T) {
+	// An empty archive is the trailer alone: 110 + 11 bytes, padded to 124.
+	var buf bytes.Buffer
+	n, err := new(Archive).WriteTo(&buf)
+	if err != nil || n != 124 || buf.Len() != 124 {
+		t.Fatalf("n=%d len=%d err=%v", n, buf.Len(), err)
+	}
+	if got := parseNewc(t, buf.Bytes()); len(got) != 0 {
+		t.Fatalf("entries %+v", got)
+	}
+}
