@@ -53,7 +53,7 @@ type File struct {
 // CRCValid reports whether the header's CRC32 matches the contents.
 func (f *File) CRCValid() bool { return f.CRC32 == f.Header.CRC32 }
 
-// Open returns a reader of section i's data.
+// Open returns a reader of section i's data; i indexes f.Sections.
 func (f *File) Open(i int) *io.SectionReader {
 	s := f.Sections[i]
 	return io.NewSectionReader(f.r, s.DataOffset(), s.Size)
