@@ -144,6 +144,18 @@ func sampleTree(t testing.TB, big bool) *fstree.Tree {
 		"trusted.c": bytes.Repeat([]byte("c"), 200),
 	}
 	mk("bigxattrs", bigx)
+	// A POSIX access ACL (user 1000 may read) in the kernel's xattr format:
+	// version 2, then {tag, perm, id} entries.
+	acl := file(0o644, fstree.Bytes("acl"))
+	acl.Xattrs = map[string][]byte{"system.posix_acl_access": {
+		2, 0, 0, 0,
+		0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, // USER_OBJ rw-
+		0x02, 0, 4, 0, 0xe8, 0x03, 0, 0, // USER 1000 r--
+		0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // GROUP_OBJ r--
+		0x10, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // MASK r--
+		0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // OTHER r--
+	}}
+	mk("acl", acl)
 	hl := file(0o644, fstree.Bytes("hard linked"))
 	mk("hl1", hl)
 	mk("bin/hl2", hl)
