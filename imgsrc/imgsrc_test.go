@@ -139,11 +139,14 @@ func TestLayersPartialRead(t *testing.T) {
 func TestCorruptLayer(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// corrupt changes the layout in dir whose first layer is desc.
-		corrupt func(t *testing.T, dir string, desc v1.Descriptor)
+		c    ocitest.Compression
+		// lie changes img before it is written; corrupt changes the
+		// layout written in dir.
+		lie     func(img *ocitest.Image)
+		corrupt func(t *testing.T, dir string, img *ocitest.Image)
 	}{
-		{"blob", func(t *testing.T, dir string, d v1.Descriptor) {
-			p := filepath.Join(dir, "blobs", "sha256", d.Digest.Encoded())
+		{"blob", ocitest.Uncompressed, nil, func(t *testing.T, dir string, img *ocitest.Image) {
+			p := filepath.Join(dir, "blobs", "sha256", digest.FromBytes(img.Layers[0]).Encoded())
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
@@ -153,14 +156,27 @@ func TestCorruptLayer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"diff ID", ocitest.Gzip, func(img *ocitest.Image) {
+			// The compressed blob is what the manifest says, but the
+			// config promises other uncompressed content.
+			img.DiffIDs = []digest.Digest{digest.FromBytes(img.Layers[0]), digest.FromString("something else")}
+		}, nil},
+		{"diff ID of uncompressed layer", ocitest.Uncompressed, func(img *ocitest.Image) {
+			img.DiffIDs = []digest.Digest{digest.FromString("something else"), digest.FromBytes(img.Layers[1])}
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			img := testImage(t, ocitest.Uncompressed)
+			img := testImage(t, tc.c)
+			if tc.lie != nil {
+				tc.lie(&img)
+			}
 			if _, err := ocitest.WriteLayout(dir, "app", img); err != nil {
 				t.Fatal(err)
 			}
-			tc.corrupt(t, dir, v1.Descriptor{Digest: digest.FromBytes(img.Layers[0])})
+			if tc.corrupt != nil {
+				tc.corrupt(t, dir, &img)
+			}
 			im, err := imgsrc.Open(context.Background(), "oci:"+dir+":app", imgsrc.Options{})
 			if err != nil {
 				t.Fatal(err)

@@ -101,6 +101,9 @@ type Image struct {
 	Created     time.Time
 	OS, Arch    string // default linux/amd64
 	Variant     string
+	// DiffIDs, if set, replace the diff IDs computed from Layers (to
+	// write images whose config lies).
+	DiffIDs []digest.Digest
 }
 
 // Layout is an OCI image layout being written in Dir.
@@ -150,7 +153,9 @@ func (l *Layout) WriteImage(img Image) (v1.Descriptor, error) {
 		cfg.Created = &c
 	}
 	for i, tb := range img.Layers {
-		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(tb))
+		if img.DiffIDs == nil {
+			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(tb))
+		}
 		blob, mt := tb, v1.MediaTypeImageLayer
 		switch img.Compression {
 		case Gzip:
@@ -178,6 +183,9 @@ func (l *Layout) WriteImage(img Image) (v1.Descriptor, error) {
 			return v1.Descriptor{}, fmt.Errorf("layer %d: %w", i, err)
 		}
 		m.Layers = append(m.Layers, d)
+	}
+	if img.DiffIDs != nil {
+		cfg.RootFS.DiffIDs = img.DiffIDs
 	}
 	cb, err := json.Marshal(cfg)
 	if err != nil {
