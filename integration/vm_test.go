@@ -20,6 +20,7 @@ var (
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
 	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped)")
+	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
 	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
@@ -122,7 +123,7 @@ func TestVM(t *testing.T) {
 		if err := os.Truncate(scratch, 64<<20); err != nil {
 			t.Fatal(err)
 		}
-		vm := &VM{Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share}
+		vm := &VM{Accel: *vmAccel, Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share}
 		rep, runErr = vm.Run(ctx, console)
 	}
 	console.flush()

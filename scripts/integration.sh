@@ -6,6 +6,7 @@
 #   scripts/integration.sh                 # in the microVM (TCG, no KVM needed)
 #   scripts/integration.sh --host          # directly on this privileged host
 #   scripts/integration.sh -guest.run=TestVerity -guest.pkgs=./dm
+#   scripts/integration.sh -vm.accel=kvm    # where /dev/kvm works: much faster
 #
 # Extra arguments go to the harness (see integration/vm_test.go for flags).
 # Needs: qemu-system-x86, busybox-static, kmod, cpio, and apt-get update done
