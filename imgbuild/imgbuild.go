@@ -252,6 +252,13 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	res.Rootfs = filepath.Join(opts.OutDir, RootfsFile)
 	res.ManifestPath = filepath.Join(opts.OutDir, ManifestFile)
 	err = r.step(StepManifest, func() (string, error) {
+		// An EIF or pcrs.json from an earlier build would pin another
+		// root hash: remove them before the new rootfs.img lands.
+		for _, name := range []string{EIFFile, PCRsFile} {
+			if err := os.Remove(filepath.Join(opts.OutDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("imgbuild: removing stale %s: %w", name, err)
+			}
+		}
 		if err := os.Rename(tmpRootfs, res.Rootfs); err != nil {
 			return "", fmt.Errorf("imgbuild: %w", err)
 		}

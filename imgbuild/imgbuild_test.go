@@ -270,6 +270,17 @@ func TestBuildEIF(t *testing.T) {
 	if !bytes.Equal(x, y) {
 		t.Error("two EIF builds differ")
 	}
+	// A later build without a kernel into the same directory must not
+	// leave the old EIF next to a new rootfs.img.
+	out := filepath.Dir(res.EIF)
+	if _, err := imgbuild.Build(context.Background(), imgbuild.Options{Ref: ref, OutDir: out}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{imgbuild.EIFFile, imgbuild.PCRsFile} {
+		if _, err := os.Stat(filepath.Join(out, name)); err == nil {
+			t.Errorf("stale %s left in %s", name, out)
+		}
+	}
 }
 
 func TestBuildErrors(t *testing.T) {
