@@ -17,6 +17,6 @@
 // udev symlink).
 //
 // Table rendering and ioctl marshalling are plain Go and build on every OS;
-// the ioctl calls (Create, Remove, Info, Status, Table, List, Version) are
+// the ioctl calls (Create, Remove, DeviceInfo, Status, Table, List, Version) are
 // Linux only.
 package dm
