@@ -13,6 +13,9 @@
 // docker-archive, docker-daemon, oci-archive, oci) rather than
 // transports/alltransports, and the copy and signature packages are avoided:
 // those pull in containers/storage's graph drivers and gpgme, which need cgo.
+// A few utility packages of containers/storage (pkg/archive for
+// oci-archive extraction, pkg/homedir, pkg/lockfile...) are still linked;
+// none is a graph driver, and with CGO_ENABLED=0 all build as pure Go.
 // Blobs are fetched with ImageSource.GetBlob and their digests checked here
 // — both the blob's digest from the manifest and, after decompression, the
 // diff ID from the image configuration — because GetBlob does not verify

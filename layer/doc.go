@@ -18,7 +18,9 @@
 // "./" dropped, "a/../b" cleaned to "b" — and a parent path that is a
 // symlink is followed inside the tree, never outside it. An entry or
 // hard-link target whose name climbs above the root ("../etc/passwd") is
-// rejected with an *EntryError wrapping ErrUnsafePath.
+// rejected with an *EntryError wrapping ErrUnsafePath. GNU sparse entries
+// are rejected too (ErrUnsupported): a few bytes of sparse map can declare
+// terabytes of holes, and image builders do not write them.
 //
 // File content is appended to one spool file, and the tree refers to
 // ranges of it, so memory grows with the number of entries, not with the
