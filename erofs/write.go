@@ -65,7 +65,7 @@ var (
 	ErrTooLarge         = errors.New("value exceeds the on-disk format's limit")
 	ErrBadName          = errors.New("invalid file name")
 	ErrContentSize      = errors.New("file content does not match its declared size")
-	ErrDirCycle         = errors.New("directory linked more than once")
+	ErrDirCycle         = fstree.ErrDirLinked
 )
 
 // node is one inode being laid out.
@@ -180,23 +180,19 @@ func buildTime(tree *fstree.Tree, t time.Time) (time.Time, error) {
 		return time.Unix(sec, 0), nil
 	}
 	var newest time.Time
-	seen := make(map[*fstree.Inode]bool)
 	err := tree.Walk(func(p string, n *fstree.Inode) error {
-		if n.Type == fstree.TypeDir {
-			if seen[n] {
-				return &WriteError{p, ErrDirCycle}
-			}
-			seen[n] = true
-		}
 		if n.ModTime.After(newest) {
 			newest = n.ModTime
 		}
 		return nil
 	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("erofs: %w", err)
+	}
 	if newest.IsZero() {
 		newest = time.Unix(0, 0)
 	}
-	return newest, err
+	return newest, nil
 }
 
 // unixTime returns t's seconds and nanoseconds, the zero time as the epoch.

@@ -432,8 +432,14 @@ func TestWriteErrors(t *testing.T) {
 		tr.Insert("a", d)
 		tr.Insert("a/b", fstree.NewDir(0o755, 0, 0, t0))
 		tr.Insert("c", d) // the same directory twice
+		for _, o := range []Options{{BuildTime: t0}, {}} {
+			if _, err := Write(context.Background(), &memImage{}, tr, o); !errors.Is(err, ErrDirCycle) {
+				t.Fatalf("err = %v, want ErrDirCycle", err)
+			}
+		}
+		tr.Insert("a/b/up", d) // and a real cycle
 		if _, err := Write(context.Background(), &memImage{}, tr, Options{BuildTime: t0}); !errors.Is(err, ErrDirCycle) {
-			t.Fatalf("err = %v, want ErrDirCycle", err)
+			t.Fatalf("cycle: err = %v, want ErrDirCycle", err)
 		}
 	})
 	t.Run("canceled", func(t *testing.T) {

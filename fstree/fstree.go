@@ -220,6 +220,8 @@ var (
 	ErrExist    = fs.ErrExist
 	ErrNotDir   = errors.New("not a directory")
 	ErrInvalid  = fs.ErrInvalid
+	// ErrDirLinked reports a directory inode inserted in two places.
+	ErrDirLinked = errors.New("directory linked more than once")
 )
 
 // PathError records the operation and path that failed.
@@ -405,18 +407,26 @@ type WalkFunc func(p string, n *Inode) error
 
 // Walk calls fn for the root and then every entry of the tree, depth first,
 // entries of a directory in byte-wise name order, a directory before its
-// entries. A hard-linked inode is visited once per link. If fn returns
+// entries. A hard-linked inode is visited once per link; a directory
+// reached twice (linked in two places, or into its own subtree) stops the
+// walk with an ErrDirLinked error. If fn returns
 // SkipDir for a directory its entries are skipped; any other error stops the
 // walk and is returned.
 func (t *Tree) Walk(fn WalkFunc) error {
-	err := walk("", t.root, fn)
+	err := walk("", t.root, fn, make(map[*Inode]bool))
 	if err == SkipDir {
 		return nil
 	}
 	return err
 }
 
-func walk(p string, n *Inode, fn WalkFunc) error {
+func walk(p string, n *Inode, fn WalkFunc, seen map[*Inode]bool) error {
+	if n.Type == TypeDir {
+		if seen[n] {
+			return &PathError{Op: "walk", Path: p, Err: ErrDirLinked}
+		}
+		seen[n] = true
+	}
 	if err := fn(p, n); err != nil {
 		return err
 	}
@@ -425,7 +435,7 @@ func walk(p string, n *Inode, fn WalkFunc) error {
 		if p != "" {
 			cp = p + "/" + e.Name
 		}
-		if err := walk(cp, e.Inode, fn); err != nil {
+		if err := walk(cp, e.Inode, fn, seen); err != nil {
 			if err == SkipDir && e.Inode.Type == TypeDir {
 				continue
 			}
@@ -438,6 +448,8 @@ func walk(p string, n *Inode, fn WalkFunc) error {
 // Links returns the link count of every inode in the tree, as a filesystem
 // would report it: for a non-directory the number of directory entries
 // pointing to it, for a directory 2 plus its number of subdirectories.
+//
+// A directory linked in two places is counted once (Walk reports it).
 func (t *Tree) Links() map[*Inode]uint32 {
 	m := make(map[*Inode]uint32)
 	var visit func(n *Inode)
@@ -448,7 +460,9 @@ func (t *Tree) Links() map[*Inode]uint32 {
 		for _, c := range n.children {
 			if c.Type == TypeDir {
 				m[n]++
-				visit(c)
+				if _, seen := m[c]; !seen {
+					visit(c)
+				}
 			} else {
 				m[c]++
 			}

@@ -262,3 +262,24 @@ func TestContent(t *testing.T) {
 		t.Fatalf("missing spool: %v", err)
 	}
 }
+
+func TestDirectoryLinkedTwice(t *testing.T) {
+	tr := New()
+	a := dir()
+	if err := tr.Insert("a", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Insert("a/b", dir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Insert("a/b/loop", a); err != nil { // a cycle
+		t.Fatal(err)
+	}
+	if err := tr.Walk(func(string, *Inode) error { return nil }); !errors.Is(err, ErrDirLinked) {
+		t.Fatalf("Walk of a cyclic tree: %v", err)
+	}
+	links := tr.Links() // must terminate
+	if links[a] == 0 {
+		t.Error("no link count for a")
+	}
+}
