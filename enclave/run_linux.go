@@ -165,6 +165,11 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		return fmt.Errorf("enclave: starting %s: %w", cmd.Path, err)
 	}
 	log.Info("application started", "path", cmd.Path, "pid", cmd.Process.Pid)
+	if os.Getpid() == 1 {
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		defer stop()
+		go ReapOrphans(rctx, cmd.Process.Pid)
+	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	switch {
