@@ -79,8 +79,9 @@ type Options struct {
 	Progress func(Event)
 }
 
-// Event reports a step starting (Done false) or finishing (Done true, with
-// its Elapsed time and a short Detail).
+// Event reports a step starting (Done false, empty Detail), progressing
+// (Done false, Detail saying how far, such as which layer) or finishing
+// (Done true, with its Elapsed time and a short Detail).
 type Event struct {
 	Step    string
 	Index   int // 1-based index of the step
@@ -181,7 +182,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	var fl *layer.Flattener
 	err = r.step(StepFlatten, func() (string, error) {
 		var err error
-		fl, err = Flatten(ctx, im, spool)
+		fl, err = Flatten(ctx, im, spool, func(l imgsrc.LayerInfo) {
+			if opts.Progress != nil {
+				opts.Progress(Event{Step: StepFlatten, Index: r.n, Total: r.total,
+					Detail: fmt.Sprintf("layer %d/%d %s", l.Index+1, len(im.LayerInfos), l.Digest)})
+			}
+		})
 		if err != nil {
 			return "", err
 		}
@@ -330,14 +336,18 @@ func OpenImage(ctx context.Context, ref, platform string) (*imgsrc.Image, error)
 
 // Flatten applies every layer of im, verifying each as it streams, and
 // returns the flattener holding the tree; the caller closes it. Content is
-// spooled in spoolDir.
-func Flatten(ctx context.Context, im *imgsrc.Image, spoolDir string) (*layer.Flattener, error) {
+// spooled in spoolDir. onLayer, if not nil, is called as each layer
+// starts.
+func Flatten(ctx context.Context, im *imgsrc.Image, spoolDir string, onLayer func(imgsrc.LayerInfo)) (*layer.Flattener, error) {
 	fl, err := layer.New(layer.Options{SpoolDir: spoolDir})
 	if err != nil {
 		return nil, err
 	}
 	for l, err := range im.Layers(ctx) {
 		if err == nil {
+			if onLayer != nil {
+				onLayer(l.LayerInfo)
+			}
 			err = fl.Apply(ctx, l.Tar, string(l.Digest))
 		}
 		if err != nil {
@@ -574,8 +584,12 @@ func openBlob(path string) (fileBlob, error) {
 // and end to log, for non-terminal output.
 func LogProgress(log *slog.Logger) func(Event) {
 	return func(e Event) {
-		if !e.Done {
+		switch {
+		case !e.Done && e.Detail == "":
 			log.Info("step", "step", e.Step, "n", e.Index, "of", e.Total)
+			return
+		case !e.Done:
+			log.Info("progress", "step", e.Step, "detail", e.Detail)
 			return
 		}
 		log.Info("done", "step", e.Step, "elapsed", e.Elapsed.Round(time.Millisecond), "detail", e.Detail)

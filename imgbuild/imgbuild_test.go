@@ -102,7 +102,9 @@ func TestBuild(t *testing.T) {
 	if m.SourceDateEpoch != time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Unix() {
 		t.Errorf("source_date_epoch = %d, want the image's creation time", m.SourceDateEpoch)
 	}
-	if len(events) != 10 || !events[9].Done || events[9].Step != imgbuild.StepManifest {
+	// Start and end of 5 steps, and one event per layer.
+	if len(events) != 13 || !events[12].Done || events[12].Step != imgbuild.StepManifest ||
+		events[5].Step != imgbuild.StepFlatten || !strings.HasPrefix(events[5].Detail, "layer 3/3 sha256:") {
 		t.Errorf("progress events: %+v", events)
 	}
 

@@ -135,7 +135,7 @@ func isTerminal(w io.Writer) bool {
 func termProgress(w io.Writer) func(imgbuild.Event) {
 	return func(e imgbuild.Event) {
 		if !e.Done {
-			fmt.Fprintf(w, "\r\033[K[%d/%d] %s ...", e.Index, e.Total, e.Step)
+			fmt.Fprintf(w, "\r\033[K[%d/%d] %s ... %s", e.Index, e.Total, e.Step, e.Detail)
 			return
 		}
 		fmt.Fprintf(w, "\r\033[K[%d/%d] %-8s %6.2fs  %s\n", e.Index, e.Total, e.Step, e.Elapsed.Seconds(), e.Detail)
