@@ -80,6 +80,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		{"negative stripes", set(-4000, "keyslots", "0", "af", "stripes"), ErrUnsupported},
 		{"segment offset max uint64", set("18446744073709551615", "segments", "0", "offset"), ErrCorruptHeader},
 		{"segment offset inside metadata", set("4096", "segments", "0", "offset"), ErrCorruptHeader},
+		{"segment offset 0 on an attached header", set("0", "segments", "0", "offset"), ErrCorruptHeader},
 		{"segment past device end", set("1099511627776", "segments", "0", "size"), ErrCorruptHeader},
 		{"segment offset + size overflow", func(m map[string]any) []byte {
 			s := obj(m, "segments", "0")

@@ -16,7 +16,7 @@ import (
 // or any other update rewrites both copies).
 func Open(ctx context.Context, dev io.ReaderAt, key []byte) (*Volume, error) {
 	size, known := deviceSize(dev)
-	return open(ctx, dev, key, sizeOrUnknown(size, known))
+	return open(ctx, dev, key, sizeOrUnknown(size, known), false)
 }
 
 // OpenDetached unlocks a volume whose header lives apart from its data
@@ -24,10 +24,10 @@ func Open(ctx context.Context, dev io.ReaderAt, key []byte) (*Volume, error) {
 // dataSize is the data device's size in bytes (-1 if unknown), used to size
 // a dynamic segment.
 func OpenDetached(ctx context.Context, header io.ReaderAt, dataSize int64, key []byte) (*Volume, error) {
-	return open(ctx, header, key, dataSize)
+	return open(ctx, header, key, dataSize, true)
 }
 
-func open(ctx context.Context, r io.ReaderAt, key []byte, dataSize int64) (*Volume, error) {
+func open(ctx context.Context, r io.ReaderAt, key []byte, dataSize int64, detached bool) (*Volume, error) {
 	if len(key) == 0 {
 		return nil, fmt.Errorf("%w: empty key", ErrInvalidArgument)
 	}
@@ -36,6 +36,11 @@ func open(ctx context.Context, r io.ReaderAt, key []byte, dataSize int64) (*Volu
 		return nil, err
 	}
 	v := h.volume(nil, -1)
+	if metaEnd := int64(2*h.bin.hdrSize) + int64(h.md.Config.KeyslotsSize); !detached && v.Offset < metaEnd {
+		// Offset 0 is only for detached headers: on the same device the
+		// data would overlap (and dm-crypt would overwrite) the header.
+		return nil, &HeaderError{Offset: h.offset, Err: corruptf("data offset %d inside the metadata (end %d) of an attached header", v.Offset, metaEnd)}
+	}
 	if err := v.resolveSize(dataSize); err != nil {
 		return nil, err
 	}
