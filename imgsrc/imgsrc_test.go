@@ -341,3 +341,22 @@ func TestBareReferenceFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestPlatformMismatch opens a single-platform arm64 image: the default
+// (amd64) must refuse it, naming both platforms, and --platform
+// linux/arm64 must accept it.
+func TestPlatformMismatch(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ocitest.WriteLayout(dir, "arm", ocitest.Image{Arch: "arm64", Layers: [][]byte{mustTar(t, ocitest.File("a", "a"))}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := imgsrc.Open(context.Background(), "oci:"+dir+":arm", imgsrc.Options{})
+	if err == nil || !strings.Contains(err.Error(), "linux/arm64") || !strings.Contains(err.Error(), "linux/amd64") {
+		t.Fatalf("err = %v, want a platform mismatch", err)
+	}
+	im, err := imgsrc.Open(context.Background(), "oci:"+dir+":arm", imgsrc.Options{Platform: "linux/arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Close()
+}
