@@ -311,6 +311,21 @@ func TestFlatten(t *testing.T) {
 			},
 		},
 		{
+			name: "hard link target through a symlinked parent",
+			layers: [][]E{
+				{file("usr/lib/x", "x"), symlink("lib", "usr/lib")},
+				{link("y", "lib/x")},
+			},
+			want: []string{
+				". dir 0755 0:0",
+				"lib symlink 0777 0:0 -> usr/lib",
+				"usr dir 0755 0:0",
+				"usr/lib dir 0755 0:0",
+				`usr/lib/x file 0644 0:0 "x" links=2`,
+				`y file 0644 0:0 "x" links=2`,
+			},
+		},
+		{
 			name: "root metadata from ./ entry",
 			layers: [][]E{
 				{file("f", "f")},
