@@ -26,8 +26,22 @@ type session struct {
 	sem *semaphore.Weighted
 	wg  sync.WaitGroup
 
-	wmu  sync.Mutex
-	werr error // first reply write error; later replies are dropped
+	// Replies are queued and written in batches: the worker that finds
+	// no writer active becomes it and writes everything queued (one
+	// writev on TCP and unix sockets) until the queue is empty. Under
+	// load this turns many small replies into one system call.
+	wmu     sync.Mutex
+	queue   []pending
+	writing bool
+	werr    error // first reply write error; later replies are dropped
+	idle    *sync.Cond
+	iov     net.Buffers
+}
+
+// pending is a reply waiting to be written and what to free after it.
+type pending struct {
+	reply, payload *buffer
+	share          int64 // budget to release; 0 for replies built by the reader
 }
 
 // transmit reads requests until the client disconnects, the connection
@@ -35,6 +49,7 @@ type session struct {
 // every request it read has been answered (or the connection died).
 func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e *export) error {
 	ss := &session{s: s, e: e, nc: nc, sem: semaphore.NewWeighted(s.budget)}
+	ss.idle = sync.NewCond(&ss.wmu)
 	stop := context.AfterFunc(ctx, func() {
 		// Stop reading new requests; let queued replies drain.
 		nc.SetReadDeadline(time.Now())
@@ -43,6 +58,11 @@ func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e 
 	defer stop()
 	err := ss.readLoop(br)
 	ss.wg.Wait()
+	ss.wmu.Lock()
+	for ss.writing {
+		ss.idle.Wait()
+	}
+	ss.wmu.Unlock()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -165,9 +185,9 @@ func (ss *session) release(b *buffer, n int64) {
 // fail answers a request the reader rejected.
 func (ss *session) fail(req request, op int, errno uint32) {
 	ss.e.metrics.observe(op, 0, errno, 0)
-	var b [replySize]byte
-	putReply(b[:], errno, req.cookie)
-	ss.send(b[:])
+	b := ss.s.bufs.get(replySize)
+	putReply(b.b, errno, req.cookie)
+	ss.send(pending{reply: b})
 }
 
 // start runs one request on a worker goroutine. The caller has acquired
@@ -179,12 +199,7 @@ func (ss *session) start(req request, op int, payload *buffer, n int64) {
 		t0 := time.Now()
 		errno, reply := ss.execute(req, payload)
 		ss.e.metrics.observe(op, n, errno, time.Since(t0))
-		ss.send(reply.b)
-		ss.s.bufs.put(reply)
-		if payload != nil {
-			ss.s.bufs.put(payload)
-		}
-		ss.sem.Release(max(n, ss.s.minShare))
+		ss.send(pending{reply: reply, payload: payload, share: max(n, ss.s.minShare)})
 	}()
 }
 
@@ -250,17 +265,58 @@ func (ss *session) errno(req request, err error) uint32 {
 	}
 }
 
-// send writes one reply. Replies are whole buffers, so one Write under the
-// mutex keeps them from interleaving. After a write error the connection
-// is closed, which also stops the reader.
-func (ss *session) send(b []byte) {
+// send queues a reply; if no other goroutine is writing, it writes the
+// queue, including replies queued meanwhile, until it is empty. Buffers
+// and budget shares are released once their reply is on the wire. After a
+// write error the connection is closed, which also stops the reader.
+func (ss *session) send(p pending) {
 	ss.wmu.Lock()
-	defer ss.wmu.Unlock()
-	if ss.werr != nil {
+	ss.queue = append(ss.queue, p)
+	if ss.writing {
+		ss.wmu.Unlock()
 		return
 	}
-	if _, err := ss.nc.Write(b); err != nil {
-		ss.werr = fmt.Errorf("writing reply: %w", err)
-		ss.nc.Close()
+	ss.writing = true
+	for len(ss.queue) > 0 {
+		batch := ss.queue
+		ss.queue = nil
+		failed := ss.werr != nil
+		ss.wmu.Unlock()
+
+		if !failed {
+			iov := ss.iov[:0]
+			for _, q := range batch {
+				iov = append(iov, q.reply.b)
+			}
+			ss.iov = iov[:0]
+			var err error
+			if len(iov) == 1 {
+				_, err = ss.nc.Write(iov[0])
+			} else {
+				_, err = iov.WriteTo(ss.nc)
+			}
+			clear(ss.iov[:cap(ss.iov)])
+			if err != nil {
+				ss.nc.Close()
+				ss.wmu.Lock()
+				ss.werr = fmt.Errorf("writing reply: %w", err)
+				ss.wmu.Unlock()
+			}
+		}
+		for _, q := range batch {
+			ss.s.bufs.put(q.reply)
+			ss.s.bufs.put(q.payload)
+			if q.share > 0 {
+				ss.sem.Release(q.share)
+			}
+		}
+		clear(batch)
+		ss.wmu.Lock()
+		if ss.queue == nil {
+			ss.queue = batch[:0] // reuse the slice
+		}
 	}
+	ss.writing = false
+	ss.idle.Broadcast()
+	ss.wmu.Unlock()
 }

@@ -13,12 +13,15 @@
 // with NBD_CMD_FLAG_NO_HOLE) and DISC, with simple replies only; the Linux
 // kernel client, the one that matters here, never asks for more.
 //
-// Requests on one connection are executed concurrently by a bounded set of
-// workers and answered as they complete, possibly out of order, each reply
-// (header and payload in one buffer) written by a single Write under a
-// mutex. The kernel client keeps many requests in flight per connection;
-// a server that handles them one at a time serialises every pread behind
-// the previous reply. All connections to an export share one file
+// Requests on one connection are executed concurrently (bounded by
+// [Options.Workers] and a per-connection byte budget) and answered as they
+// complete, possibly out of order. A read's reply header and data share one
+// pooled buffer filled by a single pread; replies that complete while
+// another is being written are queued and sent together with one writev,
+// which under load turns many small replies into one system call. The
+// kernel client keeps many requests in flight per connection; a server
+// that handles them one at a time serialises every pread behind the
+// previous reply. All connections to an export share one file
 // descriptor, and FLUSH is an fdatasync of that descriptor, so a flush on
 // any connection covers writes completed on every connection: this is what
 // lets us advertise NBD_FLAG_CAN_MULTI_CONN for read-write exports too.

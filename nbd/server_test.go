@@ -205,7 +205,9 @@ func TestOutOfOrder(t *testing.T) {
 	}
 }
 
-func serveTCP(t *testing.T, srv *Server) string {
+func serveTCP(t *testing.T, srv *Server) string { return serveTCPB(t, srv) }
+
+func serveTCPB(t testing.TB, srv *Server) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

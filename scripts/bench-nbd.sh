@@ -7,11 +7,13 @@
 # Reports only: the machines are noisy and shared, nothing is asserted.
 #
 # Environment: BENCH_NBD_SIZE_MIB (file size, default 512),
-# BENCH_NBD_RUNTIME (seconds per fio run, default 5).
+# BENCH_NBD_RUNTIME (seconds per fio run, default 3), BENCH_NBD_ROUNDS
+# (rounds, default 3; the median is reported). About 2 minutes in all.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 SIZE_MIB=${BENCH_NBD_SIZE_MIB:-512}
-RUNTIME=${BENCH_NBD_RUNTIME:-5}
+RUNTIME=${BENCH_NBD_RUNTIME:-3}
+ROUNDS=${BENCH_NBD_ROUNDS:-3}
 
 for tool in nbd-parent fio nbdkit nbd-server nbdinfo; do
 	if ! command -v "$tool" >/dev/null; then
@@ -25,12 +27,6 @@ if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
 fi
 
 tmp=$(mktemp -d)
-pid=
-cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
 img=$tmp/bench.img
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$img"
 
@@ -44,18 +40,23 @@ freeport() {
 	exit 1
 }
 
-start() { # start NAME PORT
+declare -A PID PORT
+start() { # start NAME: runs the server on a fresh port, records PID and PORT
+	local port
+	port=$(freeport)
 	case $1 in
 	nbd-parent)
-		nbd-parent --listen "tcp://127.0.0.1:$2" --export "bench=$img" --log-level warn &
+		nbd-parent --listen "tcp://127.0.0.1:$port" --export "bench=$img" --log-level warn &
+		PID[$1]=$!
 		;;
 	nbdkit)
-		nbdkit --foreground --ipaddr 127.0.0.1 --port "$2" file "$img" &
+		nbdkit --foreground --ipaddr 127.0.0.1 --port "$port" file "$img" &
+		PID[$1]=$!
 		;;
 	nbd-server)
 		cat >"$tmp/nbd-server.conf" <<-CONF
 		[generic]
-		    port = $2
+		    port = $port
 		    listenaddr = 127.0.0.1
 		[bench]
 		    exportname = $img
@@ -66,27 +67,26 @@ start() { # start NAME PORT
 		# -d would serve a single connection; daemonized it forks one
 		# process per client, so find the daemon by its unique config.
 		nbd-server -C "$tmp/nbd-server.conf" 2>/dev/null
+		sleep 0.2
+		PID[$1]=$(pgrep -o -f "nbd-server -C $tmp/nbd-server.conf")
 		;;
 	esac
-	if [ "$1" = nbd-server ]; then
-		sleep 0.2
-		pid=$(pgrep -o -f "nbd-server -C $tmp/nbd-server.conf")
-	else
-		pid=$!
-	fi
+	PORT[$1]=$port
 	for _ in $(seq 100); do
-		if nbdinfo --size "nbd://127.0.0.1:$2/bench" >/dev/null 2>&1; then return; fi
+		if nbdinfo --size "nbd://127.0.0.1:$port/bench" >/dev/null 2>&1; then return; fi
 		sleep 0.1
 	done
 	echo "bench-nbd: $1 did not start" >&2
 	exit 1
 }
 
-stop() {
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	pid=
+cleanup() {
+	local p
+	for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
 }
+trap cleanup EXIT
 
 # fio_run URI RW BS DEPTH JOBS FIELD: prints one number from fio's terse
 # output (field 7 read KiB/s, 8 read IOPS, 48 write KiB/s).
@@ -96,23 +96,30 @@ fio_run() {
 		--minimal 2>/dev/null | awk -F';' -v f="$6" 'NF > 50 { v = $f } END { print v + 0 }'; } || echo 0
 }
 
-declare -A R
+# The shared machines are noisy, so the servers take turns: every round
+# runs each test on each server (rotating who goes first) and we report
+# the median of the rounds. All three stay up; idle ones cost nothing.
 servers=(nbd-parent nbdkit nbd-server)
-for s in "${servers[@]}"; do
-	port=$(freeport)
-	start "$s" "$port"
-	uri="nbd://127.0.0.1:$port/bench"
-	R[$s,seqread]=$(fio_run "$uri" read 1M 8 1 7)
-	R[$s,seqwrite]=$(fio_run "$uri" write 1M 8 1 48)
-	R[$s,randread]=$(fio_run "$uri" randread 4k 32 1 8)
-	R[$s,randread4]=$(fio_run "$uri" randread 4k 32 4 8)
-	stop
+for s in "${servers[@]}"; do start "$s"; done
+tests=("seqread read 1M 8 1 7" "seqwrite write 1M 8 1 48" "randread randread 4k 32 1 8" "randread4 randread 4k 32 4 8")
+declare -A V
+for ((r = 0; r < ROUNDS; r++)); do
+	for t in "${tests[@]}"; do
+		read -r key rw bs depth jobs field <<<"$t"
+		for ((i = 0; i < ${#servers[@]}; i++)); do
+			s=${servers[$(((i + r) % ${#servers[@]}))]}
+			V[$s,$key]+="$(fio_run "nbd://127.0.0.1:${PORT[$s]}/bench" "$rw" "$bs" "$depth" "$jobs" "$field") "
+		done
+	done
 done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A R
+for k in "${!V[@]}"; do R[$k]=$(median <<<"${V[$k]}"); done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
-echo "NBD over TCP loopback, ${SIZE_MIB} MiB file, ${RUNTIME}s per run, client fio $(fio --version) (nbd engine)"
+echo "NBD over TCP loopback, ${SIZE_MIB} MiB file, median of $ROUNDS rounds of ${RUNTIME}s, client fio $(fio --version) (nbd engine)"
 printf '%-28s %12s %12s %12s %14s %14s\n' metric nbd-parent nbdkit nbd-server vs-nbdkit vs-nbd-server
 row() { # row LABEL KEY UNIT
 	local a=${R[nbd-parent,$2]} b=${R[nbdkit,$2]} c=${R[nbd-server,$2]}
