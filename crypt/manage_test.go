@@ -2,6 +2,7 @@ package crypt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 )
@@ -104,5 +105,42 @@ func TestFormatWithVolumeKey(t *testing.T) {
 	// 20 MiB device - 16 MiB offset = 4 MiB = 8192 sectors of 512 bytes.
 	if got := v.Table("/dev/nbd0"); got != "0 8192 crypt aes-xts-plain64 5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a 0 /dev/nbd0 32768 1 sector_size:4096" {
 		t.Fatalf("Table = %q", got)
+	}
+}
+
+func TestFormatLeavesDataAlone(t *testing.T) {
+	f, _ := sparseFile(t, t.TempDir(), "img", 20<<20)
+	marker := []byte("data area must survive Format")
+	if _, err := f.WriteAt(marker, DefaultDataOffset); err != nil {
+		t.Fatal(err)
+	}
+	// Stale bytes in the keyslots area must not survive.
+	if _, err := f.WriteAt([]byte("stale key material"), 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Format(bg, f, []byte("k"), &FormatOptions{KDF: fastPBKDF2}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(marker))
+	f.ReadAt(got, DefaultDataOffset)
+	if !bytes.Equal(got, marker) {
+		t.Fatal("Format wrote into the data area")
+	}
+	stale := make([]byte, 18)
+	f.ReadAt(stale, 8<<20)
+	if !bytes.Equal(stale, make([]byte, 18)) {
+		t.Fatal("Format left stale bytes in the keyslots area")
+	}
+}
+
+func TestFormatCanceled(t *testing.T) {
+	f, _ := sparseFile(t, t.TempDir(), "img", 20<<20)
+	ctx, cancel := contextWithCancel()
+	cancel()
+	if _, err := Format(ctx, f, []byte("k"), &FormatOptions{KDF: fastPBKDF2}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Format with canceled context: %v", err)
+	}
+	if _, err := ReadInfo(bg, f); !errors.Is(err, ErrNotLUKS) {
+		t.Fatalf("canceled Format left a header: %v", err)
 	}
 }
