@@ -5,6 +5,7 @@
 #
 #   scripts/integration.sh                 # in the microVM (TCG, no KVM needed)
 #   scripts/integration.sh --host          # directly on this privileged host
+#                                          # (also HOST=1, as in make integration HOST=1)
 #   scripts/integration.sh -guest.run=TestVerity -guest.pkgs=./dm
 #   scripts/integration.sh -vm.accel=kvm    # where /dev/kvm works: much faster
 #
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
 args=()
+if [ "${HOST:-}" = 1 ]; then args+=(-host); fi
 for a in "$@"; do
 	case "$a" in
 	--host) args+=(-host) ;;
