@@ -7,6 +7,6 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
 		echo "== $pkg $fn"
-		go test -run '^$' -fuzz "^$fn\$" -fuzztime "$t" "$pkg"
+		go test -run '^$' -fuzz "^$fn\$" -fuzztime "$t" -fuzzminimizetime 2s "$pkg"
 	done
 done
