@@ -179,8 +179,14 @@ func TestMountCompare(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("loop-mounting needs root")
 	}
+	for _, opts := range []Options{{BuildTime: t0}, {NoInline: true}} {
+		t.Run(fmt.Sprintf("noinline=%v", opts.NoInline), func(t *testing.T) { mountCompare(t, opts) })
+	}
+}
+
+func mountCompare(t *testing.T, opts Options) {
 	tr := sampleTree(t, false)
-	img := writeFile(t, tr, Options{BuildTime: t0})
+	img := writeFile(t, tr, opts)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "erofs", "-o", "ro,loop", img, mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot loop-mount erofs here (no loop devices or no erofs in this kernel?): %v: %s", err, bytes.TrimSpace(out))

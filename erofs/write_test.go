@@ -315,6 +315,21 @@ func TestWriteReadBack(t *testing.T) {
 			tr := sampleTree(t, false)
 			img := writeImage(t, tr, tc.opts)
 			compareReader(t, img, tr, tc.opts.BuildTime)
+			fsys, err := Open(bytes.NewReader(img), int64(len(img)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := fsys.Tree()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := fstree.Diff(tr, got, fstree.DiffOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(d) > 0 {
+				t.Fatalf("FS.Tree differs from the input:\n%s", strings.Join(d, "\n"))
+			}
 		})
 	}
 }
