@@ -4,6 +4,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/enclave-storage/enclave-storage/fstree"
@@ -15,9 +16,32 @@ import (
 // body); FileInfo.Sys returns the *Inode.
 var _ fs.ReadDirFS = (*FS)(nil)
 
-// Open opens the named file (an fs.ValidPath, "." for the root).
+// validPath is fs.ValidPath without its UTF-8 check: Linux file names are
+// bytes, and an image may hold names that are not UTF-8.
+func validPath(name string) bool {
+	if name == "." {
+		return true
+	}
+	for {
+		i := strings.IndexByte(name, '/')
+		elem := name
+		if i >= 0 {
+			elem = name[:i]
+		}
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		name = name[i+1:]
+	}
+}
+
+// Open opens the named file: an fs.ValidPath, "." for the root, except that
+// names need not be UTF-8.
 func (f *FS) Open(name string) (fs.File, error) {
-	if !fs.ValidPath(name) {
+	if !validPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
 	in, err := f.Lookup(name)

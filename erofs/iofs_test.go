@@ -53,3 +53,17 @@ func TestIOFS(t *testing.T) {
 		t.Error("invalid path opened")
 	}
 }
+
+func TestValidPath(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{".", true}, {"a", true}, {"a/b", true}, {"\xff/x", true},
+		{"", false}, {"/a", false}, {"a/", false}, {"a//b", false}, {"a/./b", false}, {"../a", false}, {"a/..", false},
+	} {
+		if got := validPath(tc.name); got != tc.ok {
+			t.Errorf("validPath(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}

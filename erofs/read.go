@@ -375,11 +375,11 @@ func (f *FS) Lookup(p string) (*Inode, error) {
 	return in, nil
 }
 
-// ReadFile returns the content of the regular file at p, an
-// fs.ValidPath (this makes FS an fs.ReadFileFS). Other non-directories
-// read as empty, as with Open.
+// ReadFile returns the content of the regular file at p, a path as Open
+// takes it (this makes FS an fs.ReadFileFS). Other non-directories read as
+// empty, as with Open.
 func (f *FS) ReadFile(p string) ([]byte, error) {
-	if !fs.ValidPath(p) {
+	if !validPath(p) {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: fs.ErrInvalid}
 	}
 	in, err := f.Lookup(p)

@@ -177,6 +177,9 @@ func sampleTree(t testing.TB, big bool) *fstree.Tree {
 	}
 	mk("many/.hidden", file(0o644, fstree.Bytes("h")))
 	mk("many/-dash", file(0o644, fstree.Bytes("d")))
+	mk("many/zürich", file(0o644, fstree.Bytes("utf-8")))
+	mk("many/\xffhigh", file(0o644, fstree.Bytes("high byte")))
+	mk("many/sp ace", file(0o644, fstree.Bytes("space")))
 	mk("many/"+strings.Repeat("L", 255), file(0o644, fstree.Bytes("long name")))
 	return tr
 }
