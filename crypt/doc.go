@@ -20,6 +20,11 @@
 // table sets sector_size but not iv_large_sectors, which is what cryptsetup
 // passes for LUKS2 and what Params renders.
 //
+// What this protects: the parent sees only ciphertext and cannot forge
+// chosen plaintext. aes-xts-plain64 does not authenticate, though: the
+// parent can replace a sector with garbage or with an older ciphertext of
+// the same sector (rollback), and the enclave reads what decrypts from it.
+//
 // Only what this project needs is supported: aes-xts-plain64 segments and
 // keyslots, LUKS1-style AF with 4000 stripes, pbkdf2/argon2i/argon2id KDFs
 // and pbkdf2 digests, a single data segment, no tokens (they are kept but
