@@ -405,8 +405,8 @@ func TestIntegrationReconnect(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "disk.img")
 	os.WriteFile(path, data, 0o600)
 	const port = 20200
-	export := func() *nbd.Export { return fileExport(t, "disk", path, true, 0) }
-	stop := restartable(t, port, export())
+	export := fileExport(t, "disk", path, true, 0) // the backend outlives the server
+	stop := restartable(t, port, export)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -441,7 +441,7 @@ func TestIntegrationReconnect(t *testing.T) {
 	// Give the kernel a moment to see the connection die, then bring the
 	// server back on the same port.
 	time.Sleep(time.Second)
-	restartable(t, port, export())
+	restartable(t, port, export)
 	b, err := readDirect(a.Path, 2<<20, 8192)
 	if err != nil || !bytes.Equal(b, data[2<<20:2<<20+8192]) {
 		t.Fatalf("read after the server restart: %v (data equal: %v)", err, err == nil && bytes.Equal(b, data[2<<20:2<<20+8192]))

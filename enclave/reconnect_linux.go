@@ -86,6 +86,7 @@ func reattach(ctx context.Context, nl *nbdkernel.Conn, p Parent, d *Attached, kc
 			Sockets:         []int{fd},
 			Timeout:         kc.Timeout,
 			DeadConnTimeout: kc.DeadConnTimeout,
+			BackendID:       kc.BackendID,
 		})
 	})
 	if relay == nil {

@@ -93,7 +93,8 @@ type Config struct {
 	// phase, one per connection (several only with NBD_FLAG_CAN_MULTI_CONN).
 	Sockets []int
 	// BackendID, when set, is recorded by the kernel (in
-	// /sys/block/nbdN/backend) to identify the export.
+	// /sys/block/nbdN/backend) to identify the export. Reconfigure must
+	// then pass the same value.
 	BackendID string
 }
 
@@ -303,7 +304,9 @@ func encodeConfig(cfg Config, withGeometry bool) ([]byte, error) {
 	if cfg.ClientFlags != 0 || withGeometry {
 		ae.Uint64(attrClientFlags, cfg.ClientFlags)
 	}
-	if cfg.BackendID != "" && withGeometry {
+	// A device connected with a backend identifier refuses to be
+	// reconfigured without the same one ("must specify backend").
+	if cfg.BackendID != "" {
 		ae.String(attrBackendID, cfg.BackendID)
 	}
 	if len(cfg.Sockets) > 0 {

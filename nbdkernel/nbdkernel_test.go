@@ -199,14 +199,14 @@ func TestReconfigureDisconnect(t *testing.T) {
 		return nil, nil
 	})
 	ctx := context.Background()
-	if err := c.Reconfigure(ctx, 2, Config{Sockets: []int{11}, DeadConnTimeout: time.Minute}); err != nil {
+	if err := c.Reconfigure(ctx, 2, Config{Sockets: []int{11}, DeadConnTimeout: time.Minute, BackendID: "run"}); err != nil {
 		t.Fatalf("Reconfigure: %v", err)
 	}
 	if err := c.Disconnect(ctx, 2); err != nil {
 		t.Fatalf("Disconnect: %v", err)
 	}
 	want := []kernelRequest{
-		{Command: cmdReconfigure, HasIndex: true, Attrs: map[uint16]uint64{attrIndex: 2, attrDeadConnTimeout: 60}, Sockets: []uint32{11}},
+		{Command: cmdReconfigure, HasIndex: true, Attrs: map[uint16]uint64{attrIndex: 2, attrDeadConnTimeout: 60}, Backend: "run", Sockets: []uint32{11}},
 		{Command: cmdDisconnect, HasIndex: true, Attrs: map[uint16]uint64{attrIndex: 2}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
