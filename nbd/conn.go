@@ -14,6 +14,21 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
+// inlineReadMax is the largest read the reader goroutine answers itself
+// when the data is cached; larger reads go to workers so that copying
+// them overlaps with sending other replies.
+const inlineReadMax = 128 << 10
+
+// maxQueued bounds the bytes of replies the reader may queue before it
+// must write them itself.
+const maxQueued = 8 << 20
+
+// cachedReader is implemented by backends (File) that can read without
+// blocking when the data is cached.
+type cachedReader interface {
+	readCached(p []byte, off int64) bool
+}
+
 // shutdownWriteGrace bounds how long replies still queued at shutdown may
 // take to reach a client that has stopped reading.
 const shutdownWriteGrace = 5 * time.Second
@@ -33,6 +48,7 @@ type session struct {
 	wmu     sync.Mutex
 	queue   []pending
 	writing bool
+	queued  int   // bytes in queue
 	werr    error // first reply write error; later replies are dropped
 	idle    *sync.Cond
 	iov     net.Buffers
@@ -58,11 +74,7 @@ func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e 
 	defer stop()
 	err := ss.readLoop(br)
 	ss.wg.Wait()
-	ss.wmu.Lock()
-	for ss.writing {
-		ss.idle.Wait()
-	}
-	ss.wmu.Unlock()
+	ss.flush(true) // replies the reader queued, e.g. before NBD_CMD_DISC
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -80,7 +92,11 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	e := ss.e
 	maxLen := ss.s.opts.MaxBlockSize
 	var hdr [requestSize]byte
+	cached, _ := e.Backend.(cachedReader)
 	for {
+		if br.Buffered() < requestSize {
+			ss.flush(false) // about to block: send what the reader queued
+		}
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -168,6 +184,17 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 		var n int64
 		if req.typ == cmdRead {
 			n = int64(req.length)
+			if cached != nil && n <= inlineReadMax {
+				t0 := time.Now()
+				reply := ss.s.bufs.get(replySize + int(n))
+				if cached.readCached(reply.b[replySize:], int64(req.offset)) {
+					putReply(reply.b, 0, req.cookie)
+					ss.e.metrics.observe(op, n, 0, time.Since(t0))
+					ss.enqueue(pending{reply: reply})
+					continue
+				}
+				ss.s.bufs.put(reply)
+			}
 		}
 		ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
 		ss.start(req, op, nil, n)
@@ -187,7 +214,7 @@ func (ss *session) fail(req request, op int, errno uint32) {
 	ss.e.metrics.observe(op, 0, errno, 0)
 	b := ss.s.bufs.get(replySize)
 	putReply(b.b, errno, req.cookie)
-	ss.send(pending{reply: b})
+	ss.enqueue(pending{reply: b})
 }
 
 // start runs one request on a worker goroutine. The caller has acquired
@@ -265,21 +292,60 @@ func (ss *session) errno(req request, err error) uint32 {
 	}
 }
 
-// send queues a reply; if no other goroutine is writing, it writes the
-// queue, including replies queued meanwhile, until it is empty. Buffers
-// and budget shares are released once their reply is on the wire. After a
-// write error the connection is closed, which also stops the reader.
+// enqueue queues a reply built by the reader goroutine without writing
+// it, so that the replies to a burst of requests go out together; the
+// reader flushes before it blocks for more input, and at once if too much
+// is queued.
+func (ss *session) enqueue(p pending) {
+	ss.wmu.Lock()
+	ss.queue = append(ss.queue, p)
+	ss.queued += len(p.reply.b)
+	full := ss.queued > maxQueued
+	ss.wmu.Unlock()
+	if full {
+		ss.flush(true)
+	}
+}
+
+// flush writes the queue unless another goroutine is already writing
+// (it will write what is queued). With wait, it first waits for that
+// writer, so the queue has been written when flush returns.
+func (ss *session) flush(wait bool) {
+	ss.wmu.Lock()
+	for wait && ss.writing {
+		ss.idle.Wait()
+	}
+	if ss.writing || len(ss.queue) == 0 {
+		ss.wmu.Unlock()
+		return
+	}
+	ss.writeQueue()
+}
+
+// send queues a worker's reply and writes the queue unless another
+// goroutine is writing it.
 func (ss *session) send(p pending) {
 	ss.wmu.Lock()
 	ss.queue = append(ss.queue, p)
+	ss.queued += len(p.reply.b)
 	if ss.writing {
 		ss.wmu.Unlock()
 		return
 	}
+	ss.writeQueue()
+}
+
+// writeQueue, called with wmu held and no writer active, writes the
+// queue, including replies queued meanwhile, until it is empty, then
+// unlocks wmu. Buffers and budget shares are released once their reply is
+// on the wire. After a write error the connection is closed, which also
+// stops the reader.
+func (ss *session) writeQueue() {
 	ss.writing = true
 	for len(ss.queue) > 0 {
 		batch := ss.queue
 		ss.queue = nil
+		ss.queued = 0
 		failed := ss.werr != nil
 		ss.wmu.Unlock()
 

@@ -142,6 +142,12 @@ func (f *File) ReadOnly() bool { return f.readOnly }
 // ReadAt reads len(p) bytes at off (pread).
 func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
 
+// readCached reads p at off only if it can do so without waiting for
+// storage (the data is in the page cache). The server uses it to answer
+// cached reads on the connection's reader goroutine, skipping the hand-off
+// to a worker; reads that would block still go to a worker.
+func (f *File) readCached(p []byte, off int64) bool { return readCached(f.f, p, off) }
+
 // WriteAt writes p at off (pwrite).
 func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
 

@@ -46,3 +46,11 @@ func fallocate(f *os.File, mode uint32, off, length int64) error {
 		}
 	}
 }
+
+// readCached reads p at off only if the data is already in the page cache
+// (preadv2 with RWF_NOWAIT); it reports false, having read nothing useful,
+// when the read would have to wait for storage or is not fully cached.
+func readCached(f *os.File, p []byte, off int64) bool {
+	n, err := unix.Preadv2(int(f.Fd()), [][]byte{p}, off, unix.RWF_NOWAIT)
+	return err == nil && n == len(p)
+}
