@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,7 +168,7 @@ func image(t *testing.T) (string, *verity.Params) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755)
-	for _, applet := range []string{"sh", "cat", "test", "echo"} {
+	for _, applet := range []string{"sh", "cat", "test", "echo", "sleep"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", applet))
 	}
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644)
@@ -450,4 +452,84 @@ func TestIntegrationReconnect(t *testing.T) {
 	if err != nil || len(st) != 1 || !st[0].Connected {
 		t.Fatalf("Status after reconnect = %+v, %v", st, err)
 	}
+}
+
+// TestIntegrationCommandSIGTERM runs the nbd-enclave binary (the harness
+// puts it in /bin) on a run volume prepared by a first in-process launch,
+// sends it SIGTERM while the application sleeps, and expects the
+// application stopped, a clean exit and nothing left mapped or connected.
+func TestIntegrationCommandSIGTERM(t *testing.T) {
+	needKernel(t)
+	bin, err := exec.LookPath("nbd-enclave")
+	itest.Need(t, "nbd-enclave binary", err)
+	img, params := image(t)
+	cmdline, verityJSON := pin(t, params)
+	run := filepath.Join(t.TempDir(), "run.img")
+	parent := serve(t, fileExport(t, "image", img, true, 0), fileExport(t, "run", run, false, 64<<20))
+	key := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(key, []byte("command test key"), 0o600)
+	mnt := t.TempDir()
+	cfg := Config{
+		Parent: parent, Key: "file:" + key,
+		LowerDir: filepath.Join(mnt, "lower"), UpperDir: filepath.Join(mnt, "upper"), RootDir: filepath.Join(mnt, "root"),
+		Mkfs: mkfsWrapper(t), CmdlinePath: cmdline, VerityJSONPath: verityJSON,
+		App:        App{Entrypoint: []string{"/bin/sh", "-c", "echo first > /data"}, Env: []string{"PATH=/bin"}},
+		luksFormat: &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		t.Fatalf("preparing the run volume: %v", err)
+	}
+
+	cmd := exec.CommandContext(ctx, bin,
+		"--config", filepath.Join(t.TempDir(), "none.json"), // explicit and missing: must fail
+		"--parent", parent)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("nbd-enclave with a missing --config succeeded: %s", out)
+	}
+
+	var out syncBuffer
+	cmd = exec.CommandContext(ctx, bin,
+		"--parent", parent, "--key", "file:"+key,
+		"--lower", cfg.LowerDir, "--upper", cfg.UpperDir, "--root", cfg.RootDir,
+		"--cmdline", cmdline, "--verity-json", verityJSON, "--stop-grace", "5s",
+		"--", "/bin/sh", "-c", `test "$(cat /data)" = first && echo ready && exec sleep 600`)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "ready") {
+		if ctx.Err() != nil {
+			t.Fatalf("application never became ready:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("nbd-enclave after SIGTERM: %v\n%s", err, out.String())
+	}
+	checkClean(t)
+	t.Logf("nbd-enclave output:\n%s", out.String())
+}
+
+// syncBuffer is a bytes.Buffer safe for the command's output goroutine and
+// the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -178,7 +179,7 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		return nil
 	case errors.As(err, &ee):
 		code := ee.ExitCode()
-		if ws, ok := ee.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal())
 		}
 		log.Info("application exited", "status", code, "stopping", ctx.Err() != nil)
