@@ -622,3 +622,42 @@ func TestNewServerErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedThenDisc sends a burst of reads and NBD_CMD_DISC in one
+// write: every read must be answered (in any order) before the close.
+func TestPipelinedThenDisc(t *testing.T) {
+	f := startFixture(t, Options{}, runSize)
+	c := rawConn(t, f.tcp, flagFixedNewstyle|flagNoZeroes)
+	nbdtest.SendOption(c, optExportName, []byte("image"))
+	io.ReadFull(c, make([]byte, 10))
+	const n = 200
+	var burst []byte
+	for i := range n {
+		r := make([]byte, 28)
+		binary.BigEndian.PutUint32(r, magicRequest)
+		binary.BigEndian.PutUint64(r[8:], uint64(i))
+		binary.BigEndian.PutUint64(r[16:], uint64(i)*4096)
+		binary.BigEndian.PutUint32(r[24:], 4096)
+		burst = append(burst, r...)
+	}
+	disc := make([]byte, 28)
+	binary.BigEndian.PutUint32(disc, magicRequest)
+	binary.BigEndian.PutUint16(disc[6:], cmdDisc)
+	c.Write(append(burst, disc...))
+	seen := make(map[uint64]bool)
+	for range n {
+		rep := make([]byte, 16+4096)
+		if _, err := io.ReadFull(c, rep); err != nil {
+			t.Fatalf("after %d replies: %v", len(seen), err)
+		}
+		cookie := binary.BigEndian.Uint64(rep[8:])
+		if binary.BigEndian.Uint32(rep) != magicSimpleReply || binary.BigEndian.Uint32(rep[4:]) != 0 || cookie >= n || seen[cookie] {
+			t.Fatalf("bad reply % x", rep[:16])
+		}
+		seen[cookie] = true
+		if !bytes.Equal(rep[16:], f.imageBytes[cookie*4096:(cookie+1)*4096]) {
+			t.Fatalf("wrong data for cookie %d", cookie)
+		}
+	}
+	expectClosed(t, c)
+}
