@@ -288,7 +288,11 @@ func (c *Client) Do(ctx context.Context, typ, flags uint16, offset uint64, lengt
 	c.pend[cookie] = cl
 	c.mu.Unlock()
 
-	req := make([]byte, 28, 28+len(buf))
+	var payload int
+	if typ == CmdWrite {
+		payload = len(buf)
+	}
+	req := make([]byte, 28, 28+payload)
 	binary.BigEndian.PutUint32(req[0:], magicRequest)
 	binary.BigEndian.PutUint16(req[4:], flags)
 	binary.BigEndian.PutUint16(req[6:], typ)
