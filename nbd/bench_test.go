@@ -2,9 +2,11 @@ package nbd
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/enclave-storage/enclave-storage/nbd/nbdtest"
 )
@@ -66,4 +68,55 @@ func benchRead(b *testing.B, size, conns, depth int) {
 		}
 	}
 	wg.Wait()
+}
+
+// slowBackend adds a fixed latency to every read, like a disk or a
+// network volume under the parent's file.
+type slowBackend struct {
+	*memBackend
+	delay time.Duration
+}
+
+func (s slowBackend) ReadAt(p []byte, off int64) (int, error) {
+	time.Sleep(s.delay)
+	return s.memBackend.ReadAt(p, off)
+}
+
+// BenchmarkSlowBackend shows what executing a connection's requests one
+// at a time (Workers=1, as go-nbd does) costs when storage has latency:
+// 4 KiB reads, 32 in flight on one connection, 500µs per read.
+func BenchmarkSlowBackend(b *testing.B) {
+	for _, workers := range []int{1, 16} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			mem := &memBackend{data: make([]byte, 16<<20)}
+			srv, err := NewServer([]*Export{{Name: "b", Backend: slowBackend{mem, 500 * time.Microsecond}}}, Options{Workers: workers})
+			if err != nil {
+				b.Fatal(err)
+			}
+			addr := serveTCPB(b, srv)
+			ctx := context.Background()
+			c, err := nbdtest.Dial(ctx, "tcp", addr, "b")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			const depth = 32
+			for range depth {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, 4096)
+					for range b.N/depth + 1 {
+						if err := c.ReadAt(ctx, buf, rand.Uint64N(4096)*4096); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
 }

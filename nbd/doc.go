@@ -35,7 +35,10 @@
 // Why not a library: github.com/pojntfx/go-nbd, the obvious Go choice,
 // could not be obtained for this build. It also handles the requests of a
 // connection strictly one after another, which the kernel client's queue of
-// in-flight requests punishes; the protocol subset we need is small, so we
-// wrote the server here with the standard library, golang.org/x/sys/unix
-// for fallocate/flock and client_golang for metrics.
+// in-flight requests punishes: BenchmarkSlowBackend (4 KiB reads, 32 in
+// flight, 500µs of storage latency each) runs about 14 times faster with
+// our default 16 workers than with one. The protocol subset we need is
+// small, so we wrote the server here with the standard library,
+// golang.org/x/sys/unix for fallocate/flock/preadv2 and client_golang for
+// metrics.
 package nbd
