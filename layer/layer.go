@@ -215,7 +215,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		Xattrs:  xattrs(hdr),
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg, '\x00': // '\x00' is the pre-POSIX regular file (tar.TypeRegA)
 		n.Type = fstree.TypeRegular
 		if hdr.Size < 0 {
 			return fmt.Errorf("negative size %d", hdr.Size)
