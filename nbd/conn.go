@@ -29,6 +29,13 @@ type cachedReader interface {
 	readCached(p []byte, off int64) bool
 }
 
+// rangeSender is implemented by backends (File on Linux) that can send a
+// range straight to a socket (sendfile) and tell whether it is cached.
+type rangeSender interface {
+	rangeCached(off, n int64) bool
+	sendRange(rc syscall.RawConn, off, n int64) error
+}
+
 // shutdownWriteGrace bounds how long replies still queued at shutdown may
 // take to reach a client that has stopped reading.
 const shutdownWriteGrace = 5 * time.Second
@@ -52,12 +59,17 @@ type session struct {
 	werr    error // first reply write error; later replies are dropped
 	idle    *sync.Cond
 	iov     net.Buffers
+	raw     syscall.RawConn // for sendfile; nil on other connections
 }
 
 // pending is a reply waiting to be written and what to free after it.
 type pending struct {
 	reply, payload *buffer
 	share          int64 // budget to release; 0 for replies built by the reader
+	// A read answered by sendfile: reply holds the header only and the
+	// writer sends [off, off+n) of the backend after it.
+	send   rangeSender
+	off, n int64
 }
 
 // transmit reads requests until the client disconnects, the connection
@@ -93,6 +105,22 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	maxLen := ss.s.opts.MaxBlockSize
 	var hdr [requestSize]byte
 	cached, _ := e.Backend.(cachedReader)
+	// Large cached reads on TCP and unix sockets skip user space: the
+	// reader queues the header and the writer sendfile()s the data. Only
+	// for ranges fully in the page cache, so the writer never waits for
+	// storage; other reads go to workers.
+	sender, _ := e.Backend.(rangeSender)
+	var raw syscall.RawConn
+	switch c := ss.nc.(type) {
+	case *net.TCPConn:
+		raw, _ = c.SyscallConn()
+	case *net.UnixConn:
+		raw, _ = c.SyscallConn()
+	}
+	if raw == nil {
+		sender = nil
+	}
+	ss.raw = raw
 	for {
 		if br.Buffered() < requestSize {
 			ss.flush(false) // about to block: send what the reader queued
@@ -194,6 +222,13 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 					continue
 				}
 				ss.s.bufs.put(reply)
+			}
+			if sender != nil && n > inlineReadMax && sender.rangeCached(int64(req.offset), n) {
+				reply := ss.s.bufs.get(replySize)
+				putReply(reply.b, 0, req.cookie)
+				ss.e.metrics.observe(op, n, 0, 0)
+				ss.enqueue(pending{reply: reply, send: sender, off: int64(req.offset), n: n})
+				continue
 			}
 		}
 		ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
@@ -299,7 +334,7 @@ func (ss *session) errno(req request, err error) uint32 {
 func (ss *session) enqueue(p pending) {
 	ss.wmu.Lock()
 	ss.queue = append(ss.queue, p)
-	ss.queued += len(p.reply.b)
+	ss.queued += len(p.reply.b) + int(p.n)
 	full := ss.queued > maxQueued
 	ss.wmu.Unlock()
 	if full {
@@ -350,19 +385,7 @@ func (ss *session) writeQueue() {
 		ss.wmu.Unlock()
 
 		if !failed {
-			iov := ss.iov[:0]
-			for _, q := range batch {
-				iov = append(iov, q.reply.b)
-			}
-			ss.iov = iov[:0]
-			var err error
-			if len(iov) == 1 {
-				_, err = ss.nc.Write(iov[0])
-			} else {
-				_, err = iov.WriteTo(ss.nc)
-			}
-			clear(ss.iov[:cap(ss.iov)])
-			if err != nil {
+			if err := ss.writeBatch(batch); err != nil {
 				ss.nc.Close()
 				ss.wmu.Lock()
 				ss.werr = fmt.Errorf("writing reply: %w", err)
@@ -385,4 +408,39 @@ func (ss *session) writeQueue() {
 	ss.writing = false
 	ss.idle.Broadcast()
 	ss.wmu.Unlock()
+}
+
+// writeBatch writes replies in order: runs of buffers with one writev,
+// each sendfile read's data after its header.
+func (ss *session) writeBatch(batch []pending) error {
+	iov := ss.iov[:0]
+	defer func() { clear(iov[:cap(iov)]); ss.iov = iov[:0] }()
+	flush := func() error {
+		var err error
+		switch len(iov) {
+		case 0:
+		case 1:
+			_, err = ss.nc.Write(iov[0])
+		default:
+			v := iov // WriteTo consumes its receiver
+			_, err = v.WriteTo(ss.nc)
+		}
+		iov = iov[:0]
+		return err
+	}
+	for _, q := range batch {
+		iov = append(iov, q.reply.b)
+		if q.send == nil {
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		// The header promised n bytes: a failure now must end the
+		// connection, which the caller does.
+		if err := q.send.sendRange(ss.raw, q.off, q.n); err != nil {
+			return err
+		}
+	}
+	return flush()
 }

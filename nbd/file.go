@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // ErrLocked reports that another process (typically a second nbd-parent)
@@ -147,6 +148,19 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, o
 // cached reads on the connection's reader goroutine, skipping the hand-off
 // to a worker; reads that would block still go to a worker.
 func (f *File) readCached(p []byte, off int64) bool { return readCached(f.f, p, off) }
+
+// rangeCached reports whether the whole range is in the page cache, so
+// that sending it cannot block on storage.
+func (f *File) rangeCached(off, n int64) bool { return rangeCached(f.f, off, n) }
+
+// sendRange writes the range to a socket without copying it through user
+// space (sendfile).
+func (f *File) sendRange(rc syscall.RawConn, off, n int64) error {
+	if err := sendRange(rc, f.f, off, n); err != nil {
+		return fmt.Errorf("nbd: sendfile from %s at %d+%d: %w", f.path, off, n, err)
+	}
+	return nil
+}
 
 // WriteAt writes p at off (pwrite).
 func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }

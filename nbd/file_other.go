@@ -5,6 +5,7 @@ package nbd
 import (
 	"errors"
 	"os"
+	"syscall"
 )
 
 // Elsewhere the server still works, with these differences: no advisory
@@ -21,3 +22,7 @@ func punchHole(*os.File, int64, int64) error { return errors.ErrUnsupported }
 func zeroRange(*os.File, int64, int64) error { return errors.ErrUnsupported }
 
 func readCached(*os.File, []byte, int64) bool { return false }
+
+func rangeCached(*os.File, int64, int64) bool { return false }
+
+func sendRange(syscall.RawConn, *os.File, int64, int64) error { return errors.ErrUnsupported }

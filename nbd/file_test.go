@@ -105,4 +105,10 @@ func TestReadCached(t *testing.T) {
 	if f.readCached(make([]byte, 8192), 1<<20-4096) {
 		t.Fatal("short read at end of file reported as a full cached read")
 	}
+	if !f.rangeCached(8192, int64(len(want))) {
+		t.Skip("cachestat(2) unavailable (Linux < 6.5): large reads will not use sendfile")
+	}
+	if f.rangeCached(1<<19, 4096) {
+		t.Error("never-written hole of a sparse file reported as cached")
+	}
 }

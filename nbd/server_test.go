@@ -99,6 +99,37 @@ func TestCommands(t *testing.T) {
 	if !bytes.Equal(img, f.imageBytes) {
 		t.Fatal("read-only image changed")
 	}
+	// Large reads (sent with sendfile when cached), on TCP and unix,
+	// interleaved with small ones.
+	ux, err := nbdtest.Dial(ctx, "unix", f.unix, "image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ux.Close()
+	for _, c := range []*nbdtest.Client{ro, ux} {
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				n, off := 1<<20, 0
+				if i%2 == 1 {
+					n, off = 4096+i, 1000*i
+				} else if i > 0 {
+					n, off = 300<<10, 5000*i
+				}
+				b := make([]byte, n)
+				err := c.ReadAt(ctx, b, uint64(off))
+				if err == nil && !bytes.Equal(b, f.imageBytes[off:off+n]) {
+					err = errors.New("wrong data")
+				}
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatalf("large read: %v", err)
+			}
+		}
+	}
 }
 
 func TestTrimAndWriteZeroes(t *testing.T) {
