@@ -60,6 +60,7 @@ type session struct {
 	idle    *sync.Cond
 	iov     net.Buffers
 	raw     syscall.RawConn // for sendfile; nil on other connections
+	writev  bool            // net.Buffers.WriteTo uses writev(2)
 }
 
 // pending is a reply waiting to be written and what to free after it.
@@ -120,7 +121,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	if raw == nil {
 		sender = nil
 	}
-	ss.raw = raw
+	ss.raw, ss.writev = raw, raw != nil
 	for {
 		if br.Buffered() < requestSize {
 			ss.flush(false) // about to block: send what the reader queued
@@ -417,13 +418,15 @@ func (ss *session) writeBatch(batch []pending) error {
 	defer func() { clear(iov[:cap(iov)]); ss.iov = iov[:0] }()
 	flush := func() error {
 		var err error
-		switch len(iov) {
-		case 0:
-		case 1:
+		switch {
+		case len(iov) == 0:
+		case len(iov) == 1:
 			_, err = ss.nc.Write(iov[0])
-		default:
+		case ss.writev:
 			v := iov // WriteTo consumes its receiver
 			_, err = v.WriteTo(ss.nc)
+		default:
+			err = ss.writeJoined(iov)
 		}
 		iov = iov[:0]
 		return err
@@ -443,4 +446,37 @@ func (ss *session) writeBatch(batch []pending) error {
 		}
 	}
 	return flush()
+}
+
+// writeJoined writes buffers on a connection without writev (vsock, or
+// any other net.Conn) by copying runs of them into one buffer, so a batch
+// of small replies still costs one write.
+func (ss *session) writeJoined(iov net.Buffers) error {
+	const joinMax = 256 << 10
+	for len(iov) > 0 {
+		if len(iov[0]) >= joinMax {
+			if _, err := ss.nc.Write(iov[0]); err != nil {
+				return err
+			}
+			iov = iov[1:]
+			continue
+		}
+		n, total := 0, 0
+		for n < len(iov) && total+len(iov[n]) <= joinMax {
+			total += len(iov[n])
+			n++
+		}
+		buf := ss.s.bufs.get(total)
+		b := buf.b[:0]
+		for _, p := range iov[:n] {
+			b = append(b, p...)
+		}
+		_, err := ss.nc.Write(b)
+		ss.s.bufs.put(buf)
+		if err != nil {
+			return err
+		}
+		iov = iov[n:]
+	}
+	return nil
 }

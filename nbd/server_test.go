@@ -692,3 +692,57 @@ func TestPipelinedThenDisc(t *testing.T) {
 	}
 	expectClosed(t, c)
 }
+
+// plainConn hides a connection's type, as a vsock connection looks to the
+// server: no writev, no sendfile.
+type plainConn struct{ net.Conn }
+
+type plainListener struct{ net.Listener }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return plainConn{c}, nil
+}
+
+// TestPlainConn runs a pipelined mix of reads over a connection without
+// writev or sendfile (the vsock case): replies are joined by copying.
+func TestPlainConn(t *testing.T) {
+	f := startFixture(t, Options{}, runSize)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Serve(ctx, plainListener{l}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c := dial(t, l.Addr().String(), "image")
+	errs := make(chan error, 64)
+	for i := range 64 {
+		go func() {
+			n, off := 4096, (i*7919)%(imageSize-(600<<10))
+			if i%8 == 0 {
+				n = 600 << 10
+			}
+			b := make([]byte, n)
+			err := c.ReadAt(testCtx(t), b, uint64(off))
+			if err == nil && !bytes.Equal(b, f.imageBytes[off:off+n]) {
+				err = errors.New("wrong data")
+			}
+			errs <- err
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
