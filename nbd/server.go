@@ -164,16 +164,19 @@ func (s *Server) lookup(name string) *export {
 // Serve accepts connections on l and serves each until ctx is cancelled.
 // Then it closes l, lets every connection finish the requests it has
 // already read (their replies are sent), and returns nil once all
-// connections are closed. It returns an error if l fails otherwise.
+// connections are closed. It returns an error if l fails otherwise
+// (after ending the connections it accepted).
 // Serve does not close the exports' backends; call Sync (or Close them)
 // after Serve returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel() // if the listener failed, end its connections too
+		wg.Wait()
+	}()
 	for {
 		c, err := l.Accept()
 		if err != nil {

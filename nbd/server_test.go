@@ -746,3 +746,52 @@ func TestPlainConn(t *testing.T) {
 		}
 	}
 }
+
+// failingListener accepts once, then fails when told to.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+	n    int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.n > 0 {
+		<-l.fail
+		return nil, errors.New("listener broke")
+	}
+	l.n++
+	return l.Listener.Accept()
+}
+
+// TestListenerFailure: Serve reports a broken listener and closes the
+// connections it accepted instead of waiting for them forever.
+func TestListenerFailure(t *testing.T) {
+	srv, err := NewServer([]*Export{{Name: "m", Backend: &memBackend{data: make([]byte, 1<<20)}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &failingListener{Listener: tl, fail: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), l) }()
+	c := dial(t, tl.Addr().String(), "m")
+	if err := c.ReadAt(testCtx(t), make([]byte, 512), 0); err != nil {
+		t.Fatal(err)
+	}
+	close(l.fail)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener broke") {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return after its listener failed")
+	}
+	if err := c.ReadAt(testCtx(t), make([]byte, 512), 0); err == nil {
+		t.Fatal("connection still served after Serve returned")
+	}
+	tl.Close()
+}
