@@ -180,7 +180,9 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			case req.flags&^cmdFlagFUA != 0:
 				errno = errInval
 			case req.length > maxLen:
-				errno = errOverflow
+				// EINVAL, not EOVERFLOW: the spec keeps EOVERFLOW for
+				// structured reads with NBD_CMD_FLAG_DF.
+				errno = errInval
 			case !inBounds:
 				errno = errInval
 			}

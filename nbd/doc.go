@@ -27,9 +27,10 @@
 // lets us advertise NBD_FLAG_CAN_MULTI_CONN for read-write exports too.
 //
 // Hostile input is bounded: option payloads are limited to a few KiB,
-// requests to [Options.MaxBlockSize] (32 MiB by default), requests past
-// the end of the export fail with EINVAL (ENOSPC for writes) and never touch
-// the file, bytes that do not parse as a request close the connection, and
+// requests to [Options.MaxBlockSize] (32 MiB by default: larger reads fail
+// with EINVAL, larger writes close the connection rather than read the
+// payload), requests past the end of the export fail with EINVAL (ENOSPC
+// for writes and write-zeroes) and never touch the file, bytes that do not parse as a request close the connection, and
 // each handshake must finish within [Options.HandshakeTimeout].
 //
 // Why not a library: github.com/pojntfx/go-nbd, the obvious Go choice,

@@ -58,13 +58,12 @@ const (
 	cmdFlagFUA    = 1 << 0
 	cmdFlagNoHole = 1 << 1
 
-	errPerm     = 1
-	errIO       = 5
-	errNoMem    = 12
-	errInval    = 22
-	errNoSpc    = 28
-	errOverflow = 75
-	errNotSup   = 95
+	errPerm   = 1
+	errIO     = 5
+	errNoMem  = 12
+	errInval  = 22
+	errNoSpc  = 28
+	errNotSup = 95
 
 	requestSize   = 28
 	replySize     = 16
