@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -316,44 +315,14 @@ func (r *Root) credential(user string) (*syscall.Credential, error) {
 }
 
 // lookupUser returns the uid and primary gid of name, numeric or from the
-// root's /etc/passwd. A numeric uid absent from passwd gets gid 0, as
-// container runtimes do.
+// root's /etc/passwd.
 func (r *Root) lookupUser(name string) (uint32, uint32, error) {
 	passwd, _ := r.readInRoot("/etc/passwd")
-	id, numErr := strconv.ParseUint(name, 10, 32)
-	for _, line := range strings.Split(string(passwd), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 4 || (f[0] != name && (numErr != nil || f[2] != name)) {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
-			return 0, 0, fmt.Errorf("bad /etc/passwd line for %s", f[0])
-		}
-		return uint32(uid), uint32(gid), nil
-	}
-	if numErr == nil {
-		return uint32(id), 0, nil
-	}
-	return 0, 0, fmt.Errorf("no user %q in the image's /etc/passwd", name)
+	return LookupUser(passwd, name)
 }
 
 // lookupGroup returns the gid of group, numeric or from /etc/group.
 func (r *Root) lookupGroup(group string) (uint32, error) {
-	if id, err := strconv.ParseUint(group, 10, 32); err == nil {
-		return uint32(id), nil
-	}
 	groups, _ := r.readInRoot("/etc/group")
-	for _, line := range strings.Split(string(groups), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) >= 3 && f[0] == group {
-			gid, err := strconv.ParseUint(f[2], 10, 32)
-			if err != nil {
-				return 0, fmt.Errorf("bad /etc/group line for %s", group)
-			}
-			return uint32(gid), nil
-		}
-	}
-	return 0, fmt.Errorf("no group %q in the image's /etc/group", group)
+	return LookupGroup(groups, group)
 }
