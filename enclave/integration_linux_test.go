@@ -294,6 +294,12 @@ func TestIntegrationRun(t *testing.T) {
 	}
 	checkClean(t)
 
+	// A daemon left behind would keep the overlay busy: it must be stopped.
+	if err := Run(ctx, app("sleep 600 >/dev/null 2>&1 & exit 0"), log); err != nil {
+		t.Fatalf("application leaving a background process: %v", err)
+	}
+	checkClean(t)
+
 	before := sum(t, run)
 	wrong := app("true")
 	wrong.Key = "file:" + otherKey

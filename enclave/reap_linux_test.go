@@ -4,10 +4,12 @@ package enclave
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,4 +65,47 @@ func TestReapOrphans(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestStopStragglers: a process the application left running in its
+// process group is stopped, so it cannot keep the overlay busy.
+func TestStopStragglers(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	cmd := exec.Command(sh, "-c", "sleep 600 >/dev/null 2>&1 & echo $!")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	straggler, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alive(straggler) {
+		t.Fatalf("straggler %d not running before the test", straggler)
+	}
+	stopStragglers(cmd.Process.Pid, 5*time.Second, slog.New(slog.DiscardHandler))
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(straggler) {
+		if time.Now().After(deadline) {
+			unix.Kill(straggler, unix.SIGKILL)
+			t.Fatalf("straggler %d still running", straggler)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Nothing left: a second call returns at once.
+	stopStragglers(cmd.Process.Pid, time.Hour, slog.New(slog.DiscardHandler))
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
