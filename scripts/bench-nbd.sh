@@ -3,7 +3,8 @@
 # serving the same file over TCP loopback, one server at a time, measured
 # by the same client: fio's nbd engine (libnbd). Prints sequential read and
 # write MiB/s (1 MiB requests, 8 in flight), 4 KiB random read IOPS (32 in
-# flight, and with 4 fio jobs = 4 connections) and our ratio to each peer.
+# flight, and with 4 fio jobs = 4 connections) and our ratio to each peer,
+# then the servers' CPU time per GiB moved for the same three patterns.
 # Reports only: the machines are noisy and shared, nothing is asserted.
 #
 # Environment: BENCH_NBD_SIZE_MIB (file size, default 512),
@@ -102,7 +103,7 @@ fio_run() {
 servers=(nbd-parent nbdkit nbd-server)
 for s in "${servers[@]}"; do start "$s"; done
 tests=("seqread read 1M 8 1 7" "seqwrite write 1M 8 1 48" "randread randread 4k 32 1 8" "randread4 randread 4k 32 4 8")
-declare -A V
+declare -A V R
 for ((r = 0; r < ROUNDS; r++)); do
 	for t in "${tests[@]}"; do
 		read -r key rw bs depth jobs field <<<"$t"
@@ -112,8 +113,27 @@ for ((r = 0; r < ROUNDS; r++)); do
 		done
 	done
 done
+# CPU cost: server CPU time (user+system, including reaped children, so
+# nbd-server's per-connection processes count) for a fixed amount of I/O.
+# Unlike throughput, this hardly depends on what else the machine runs.
+cputicks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"; }
+cpu_run() { # cpu_run SERVER RW BS DEPTH MiB: prints CPU ms per GiB
+	local t0 t1 hz
+	hz=$(getconf CLK_TCK)
+	t0=$(cputicks "${PID[$1]}")
+	fio --name=cpu --ioengine=nbd --uri="nbd://127.0.0.1:${PORT[$1]}/bench" --rw="$2" --bs="$3" \
+		--iodepth="$4" --io_size="${5}m" --minimal >/dev/null 2>&1 || true
+	sleep 0.3 # let nbd-server reap its connection process
+	t1=$(cputicks "${PID[$1]}")
+	awk -v d=$((t1 - t0)) -v hz="$hz" -v m="$5" 'BEGIN { printf "%.0f", d * 1000 / hz * 1024 / m }'
+}
+for s in "${servers[@]}"; do
+	R[$s,cpuseqread]=$(cpu_run "$s" read 1M 8 2048)
+	R[$s,cpuseqwrite]=$(cpu_run "$s" write 1M 8 2048)
+	R[$s,cpurandread]=$(cpu_run "$s" randread 4k 32 256)
+done
+
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-declare -A R
 for k in "${!V[@]}"; do R[$k]=$(median <<<"${V[$k]}"); done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
@@ -130,3 +150,11 @@ row "seq read 1M qd8 (MiB/s)" seqread MiB/s
 row "seq write 1M qd8 (MiB/s)" seqwrite MiB/s
 row "rand read 4K qd32 (IOPS)" randread IOPS
 row "rand read 4K 4x qd32 (IOPS)" randread4 IOPS
+echo "server CPU per GiB moved (ms; lower is better, so the ratio is theirs/ours):"
+cpurow() { # cpurow LABEL KEY
+	local a=${R[nbd-parent,$2]} b=${R[nbdkit,$2]} c=${R[nbd-server,$2]}
+	printf '%-28s %12s %12s %12s %14s %14s\n' "$1" "$a" "$b" "$c" "$(ratio "$b" "$a")" "$(ratio "$c" "$a")"
+}
+cpurow "  seq read 1M" cpuseqread
+cpurow "  seq write 1M" cpuseqwrite
+cpurow "  rand read 4K" cpurandread
