@@ -60,10 +60,16 @@ func NewRelay(up net.Conn) (*Relay, error) {
 	return r, nil
 }
 
-// pump copies src to dst until either fails, then shuts both sides.
+// relayBuffer is the copy buffer of each direction: NBD requests and
+// replies run to megabytes, and io.Copy's 32 KiB would cost a system call
+// pair per 32 KiB.
+const relayBuffer = 1 << 20
+
+// pump copies src to dst until either fails, then shuts both sides. The
+// wrappers hide ReadFrom/WriteTo so that CopyBuffer uses our buffer.
 func (r *Relay) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader) {
 	defer wg.Done()
-	_, err := io.Copy(dst, src)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, relayBuffer))
 	r.stop(err)
 }
 
