@@ -15,9 +15,14 @@
 //
 // Requests on one connection are executed concurrently (bounded by
 // [Options.Workers] and a per-connection byte budget) and answered as they
-// complete, possibly out of order. A read's reply header and data share one
-// pooled buffer filled by a single pread; replies that complete while
-// another is being written are queued and sent together with one writev,
+// complete, possibly out of order. Reads whose data is already in the page
+// cache skip the workers: up to 128 KiB the connection's reader answers
+// them itself with preadv2(RWF_NOWAIT), and larger ones on TCP and unix
+// sockets are sent with sendfile(2) by the reply writer once cachestat(2)
+// says every page is resident, so neither can stall on storage; all other
+// requests go to workers. A reply's header and data share one pooled
+// buffer, and replies that complete while another is being written are
+// queued and sent together with one writev (or one joined write on vsock),
 // which under load turns many small replies into one system call. The
 // kernel client keeps many requests in flight per connection; a server
 // that handles them one at a time serialises every pread behind the
