@@ -35,8 +35,9 @@
 // requests to [Options.MaxBlockSize] (32 MiB by default: larger reads fail
 // with EINVAL, larger writes close the connection rather than read the
 // payload), requests past the end of the export fail with EINVAL (ENOSPC
-// for writes and write-zeroes) and never touch the file, bytes that do not parse as a request close the connection, and
-// each handshake must finish within [Options.HandshakeTimeout].
+// for writes and write-zeroes) and never touch the file, bytes that do not
+// parse as a request close the connection, and each handshake must finish
+// within [Options.HandshakeTimeout].
 //
 // Why not a library: github.com/pojntfx/go-nbd, the obvious Go choice,
 // could not be obtained for this build. It also handles the requests of a
@@ -45,6 +46,6 @@
 // flight, 500µs of storage latency each) runs about 14 times faster with
 // our default 16 workers than with one. The protocol subset we need is
 // small, so we wrote the server here with the standard library,
-// golang.org/x/sys/unix for fallocate/flock/preadv2 and client_golang for
-// metrics.
+// golang.org/x/sys/unix for fallocate, flock, preadv2, cachestat and
+// sendfile, and client_golang for metrics.
 package nbd
