@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -163,4 +164,42 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// exerciseFileExport writes and reads back through c, then keeps many
+// reads in flight, small (answered inline) and large (workers), so that
+// replies are batched; the export must be a File of at least 4 MiB.
+func exerciseFileExport(t *testing.T, c *nbdtest.Client) {
+	data := randomBytes(t, 128<<10)
+	if err := c.WriteAt(testCtx(t), data, 4096, nbdtest.FlagFUA); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := c.ReadAt(testCtx(t), got, 4096); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back over vsock: %v", err)
+	}
+	big := randomBytes(t, 2<<20)
+	if err := c.WriteAt(testCtx(t), big, 1<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 32)
+	for i := range 32 {
+		go func() {
+			n, off := 4096, 1<<20+i*8192
+			if i%4 == 0 {
+				n, off = 512<<10, 1<<20+i*1024
+			}
+			b := make([]byte, n)
+			err := c.ReadAt(testCtx(t), b, uint64(off))
+			if err == nil && !bytes.Equal(b, big[off-1<<20:off-1<<20+n]) {
+				err = errors.New("wrong data over vsock")
+			}
+			errs <- err
+		}()
+	}
+	for range 32 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

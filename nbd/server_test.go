@@ -795,3 +795,31 @@ func TestListenerFailure(t *testing.T) {
 	}
 	tl.Close()
 }
+
+// TestPlainConnFile runs the vsock test's workload over a connection that
+// looks like vsock to the server (no writev, no sendfile), here on TCP.
+func TestPlainConnFile(t *testing.T) {
+	f, err := OpenFile(t.TempDir()+"/run.img", FileOptions{Size: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srv, err := NewServer([]*Export{{Name: "run", Backend: f}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, plainListener{l}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	exerciseFileExport(t, dial(t, l.Addr().String(), "run"))
+}

@@ -3,7 +3,6 @@
 package nbd
 
 import (
-	"bytes"
 	"context"
 	"testing"
 
@@ -20,8 +19,12 @@ func TestVsock(t *testing.T) {
 	if err != nil {
 		t.Skipf("vsock unavailable here (no AF_VSOCK or vsock_loopback; runs in the integration VM): listen: %v", err)
 	}
-	mem := &memBackend{data: randomBytes(t, 1<<20)}
-	srv, err := NewServer([]*Export{{Name: "run", Backend: mem}}, Options{})
+	f, err := OpenFile(t.TempDir()+"/run.img", FileOptions{Size: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srv, err := NewServer([]*Export{{Name: "run", Backend: f}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +46,5 @@ func TestVsock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	data := randomBytes(t, 128<<10)
-	if err := c.WriteAt(testCtx(t), data, 4096, nbdtest.FlagFUA); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(data))
-	if err := c.ReadAt(testCtx(t), got, 4096); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back over vsock: %v", err)
-	}
+	exerciseFileExport(t, c)
 }
