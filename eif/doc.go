@@ -50,7 +50,7 @@
 //     itself as /usr/bin/nbd-enclave with /init pointing to it.
 //
 // nbd-enclave reads both, refuses to start unless the root hash in
-// verity.json equals the one from /proc/cmdline (VerityRootFromCmdline),
+// verity.json equals the one from /proc/cmdline (pin.VerityRoot),
 // and opens dm-verity with those parameters. Anyone changing the
 // filesystem, its verity parameters or the code that checks them changes
 // PCR0, and with it every attestation document the enclave can produce;

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/enclave-storage/enclave-storage/pin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,7 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("Read PCRs %+v, recorded %+v", f.PCRs, rec.Measurements)
 	}
 	// The pinned hash is in the measured cmdline.
-	if root, err := VerityRootFromCmdline(f.Cmdline); err != nil || len(root) != 3 || root[0] != 0x43 {
+	if root, err := pin.VerityRoot(f.Cmdline); err != nil || len(root) != 3 || root[0] != 0x43 {
 		t.Fatalf("root %x %v", root, err)
 	}
 }

@@ -11,27 +11,26 @@ import (
 	"strings"
 
 	"github.com/enclave-storage/enclave-storage/cpio"
+	"github.com/enclave-storage/enclave-storage/pin"
 )
 
 // How the root filesystem is pinned into measured EIF content; see the
-// package documentation.
+// package documentation. The names live in package pin, which the enclave
+// side shares without linking this builder.
 const (
 	// CmdlineVerityRoot is the kernel command line parameter carrying the
 	// dm-verity root hash in hex: enclave_storage.verity_root=<hex>.
-	CmdlineVerityRoot = "enclave_storage.verity_root"
+	CmdlineVerityRoot = pin.CmdlineVerityRoot
 	// RamdiskVerityPath holds the verity parameters JSON (as written by
 	// imgbuild next to rootfs.img) in the application ramdisk.
-	RamdiskVerityPath = "etc/enclave-storage/verity.json"
+	RamdiskVerityPath = pin.VerityPath
 	// RamdiskConfigPath holds nbd-enclave's configuration JSON.
-	RamdiskConfigPath = "etc/enclave-storage/config.json"
+	RamdiskConfigPath = pin.ConfigPath
 	// RamdiskEnclavePath is the nbd-enclave binary.
-	RamdiskEnclavePath = "usr/bin/nbd-enclave"
+	RamdiskEnclavePath = pin.EnclavePath
 	// RamdiskInitPath is the symlink to RamdiskEnclavePath the kernel runs.
-	RamdiskInitPath = "init"
+	RamdiskInitPath = pin.InitPath
 )
-
-// ErrNoVerityRoot means a command line has no CmdlineVerityRoot parameter.
-var ErrNoVerityRoot = errors.New("eif: no " + CmdlineVerityRoot + " on the kernel command line")
 
 // PinCmdline returns cmdline with CmdlineVerityRoot=<hex rootHash>
 // appended. It fails if cmdline already names a root hash, so a base
@@ -50,31 +49,6 @@ func PinCmdline(cmdline string, rootHash []byte) (string, error) {
 		return c + " " + p, nil
 	}
 	return p, nil
-}
-
-// VerityRootFromCmdline returns the root hash pinned in a kernel command
-// line (such as /proc/cmdline). It fails with ErrNoVerityRoot when the
-// parameter is absent and with an error when it appears twice or is not
-// hex: the enclave must refuse to boot rather than guess.
-func VerityRootFromCmdline(cmdline string) ([]byte, error) {
-	var found []string
-	for _, f := range strings.Fields(cmdline) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == CmdlineVerityRoot {
-			found = append(found, v)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, ErrNoVerityRoot
-	case 1:
-	default:
-		return nil, fmt.Errorf("eif: %s given %d times on the kernel command line", CmdlineVerityRoot, len(found))
-	}
-	b, err := hex.DecodeString(found[0])
-	if err != nil || len(b) == 0 {
-		return nil, fmt.Errorf("eif: %s=%q is not a hex hash", CmdlineVerityRoot, found[0])
-	}
-	return b, nil
 }
 
 // AppRamdisk is the content of the application ramdisk (the second one,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/enclave-storage/enclave-storage/pin"
 	"io"
 	"os"
 	"os/exec"
@@ -29,9 +30,9 @@ func TestPinCmdline(t *testing.T) {
 			t.Errorf("PinCmdline(%q) = %q, %v", tt.base, got, err)
 		}
 		if err == nil {
-			back, err := VerityRootFromCmdline(got)
+			back, err := pin.VerityRoot(got)
 			if err != nil || !bytes.Equal(back, root) {
-				t.Errorf("VerityRootFromCmdline(%q) = %x, %v", got, back, err)
+				t.Errorf("pin.VerityRoot(%q) = %x, %v", got, back, err)
 			}
 		}
 	}
@@ -42,15 +43,15 @@ func TestPinCmdline(t *testing.T) {
 		cmdline string
 		want    error
 	}{
-		{"console=ttyS0", ErrNoVerityRoot},
-		{"enclave_storage.verity_root_x=ab", ErrNoVerityRoot},
+		{"console=ttyS0", pin.ErrNoVerityRoot},
+		{"enclave_storage.verity_root_x=ab", pin.ErrNoVerityRoot},
 		{"enclave_storage.verity_root=zz", nil},
 		{"enclave_storage.verity_root=", nil},
 		{"enclave_storage.verity_root=ab enclave_storage.verity_root=ab", nil},
 	} {
-		_, err := VerityRootFromCmdline(c.cmdline)
+		_, err := pin.VerityRoot(c.cmdline)
 		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
-			t.Errorf("VerityRootFromCmdline(%q): %v, want %v", c.cmdline, err, c.want)
+			t.Errorf("pin.VerityRoot(%q): %v, want %v", c.cmdline, err, c.want)
 		}
 	}
 }
@@ -98,7 +99,7 @@ func TestPinnedMeasurements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := VerityRootFromCmdline(f.Cmdline)
+	root, err := pin.VerityRoot(f.Cmdline)
 	if err != nil || !bytes.Equal(root, []byte{0x10}) {
 		t.Fatalf("root from cmdline: %x %v", root, err)
 	}

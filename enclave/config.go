@@ -2,10 +2,10 @@ package enclave
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/enclave-storage/enclave-storage/pin"
 	"net/url"
 	"os"
 	"path"
@@ -36,12 +36,11 @@ const (
 	DefaultMkfs           = "mkfs.ext4"
 	DefaultStopGrace      = 10 * time.Second
 	DefaultCmdlinePath    = "/proc/cmdline"
-	DefaultVerityJSONPath = "/etc/enclave-storage/verity.json" // eif.RamdiskVerityPath
-	DefaultConfigJSONPath = "/etc/enclave-storage/config.json" // eif.RamdiskConfigPath
+	DefaultVerityJSONPath = "/" + pin.VerityPath
+	DefaultConfigJSONPath = "/" + pin.ConfigPath
 	// CmdlineVerityRoot is the kernel parameter pinning the root hash, as
-	// eif.PinCmdline writes it. The names are repeated here rather than
-	// imported so the enclave binary does not link the EIF builder.
-	CmdlineVerityRoot      = "enclave_storage.verity_root"
+	// eif.PinCmdline writes it.
+	CmdlineVerityRoot      = pin.CmdlineVerityRoot
 	imageVolumeName        = "image" // dm name of the verity device
 	runVolumeName          = "run"   // dm name of the crypt device, and the key's volume name
 	maxConfigFileSize      = 1 << 20
@@ -266,7 +265,7 @@ func LoadPinned(cmdlineFile, verityJSON string) (*verity.Params, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := VerityRootFromCmdline(string(cmdline))
+	root, err := pin.VerityRoot(string(cmdline))
 	if err != nil {
 		return nil, fmt.Errorf("enclave: %s: %w", cmdlineFile, err)
 	}
@@ -301,28 +300,4 @@ func parsePinned(root, verityJSON []byte, name string) (*verity.Params, error) {
 }
 
 // ErrNoVerityRoot means the kernel command line pins no root hash.
-var ErrNoVerityRoot = errors.New("enclave: no " + CmdlineVerityRoot + " on the kernel command line")
-
-// VerityRootFromCmdline returns the root hash pinned on a kernel command
-// line. Absent, repeated or non-hex values are errors: the enclave must
-// refuse to boot rather than guess.
-func VerityRootFromCmdline(cmdline string) ([]byte, error) {
-	var found []string
-	for _, f := range strings.Fields(cmdline) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == CmdlineVerityRoot {
-			found = append(found, v)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, ErrNoVerityRoot
-	case 1:
-	default:
-		return nil, fmt.Errorf("enclave: %s given %d times on the kernel command line", CmdlineVerityRoot, len(found))
-	}
-	b, err := hex.DecodeString(found[0])
-	if err != nil || len(b) == 0 {
-		return nil, fmt.Errorf("enclave: %s=%q is not a hex hash", CmdlineVerityRoot, found[0])
-	}
-	return b, nil
-}
+var ErrNoVerityRoot = pin.ErrNoVerityRoot

@@ -3,6 +3,7 @@ package enclave
 import (
 	"embed"
 	"errors"
+	"github.com/enclave-storage/enclave-storage/pin"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,7 +216,7 @@ func FuzzPinned(f *testing.F) {
 	f.Add(CmdlineVerityRoot+"="+pinnedRoot, js)
 	f.Add("", []byte("{}"))
 	f.Fuzz(func(t *testing.T, cmdline string, js []byte) {
-		root, err := VerityRootFromCmdline(cmdline)
+		root, err := pin.VerityRoot(cmdline)
 		if err != nil {
 			return
 		}

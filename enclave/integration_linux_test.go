@@ -195,7 +195,7 @@ func image(t *testing.T) (string, *verity.Params) {
 }
 
 // pin writes verity.json and a kernel command line for p into dir.
-func pin(t *testing.T, p *verity.Params) (cmdline, verityJSON string) {
+func pinFiles(t *testing.T, p *verity.Params) (cmdline, verityJSON string) {
 	t.Helper()
 	dir := t.TempDir()
 	js, err := json.Marshal(p)
@@ -238,7 +238,7 @@ func sum(t *testing.T, path string) [32]byte {
 func TestIntegrationRun(t *testing.T) {
 	needKernel(t)
 	img, params := image(t)
-	cmdline, verityJSON := pin(t, params)
+	cmdline, verityJSON := pinFiles(t, params)
 	run := filepath.Join(t.TempDir(), "run.img")
 	parent := serve(t,
 		fileExport(t, "image", img, true, 0),
@@ -314,7 +314,7 @@ func TestIntegrationRun(t *testing.T) {
 	bad := *params
 	bad.RootHash = append(verity.HexBytes{}, params.RootHash...)
 	bad.RootHash[0] ^= 0xff
-	badCmdline, badJSON := pin(t, &bad)
+	badCmdline, badJSON := pinFiles(t, &bad)
 	tampered := app("true")
 	tampered.CmdlinePath, tampered.VerityJSONPath = badCmdline, badJSON
 	if err := Run(ctx, tampered, log); !errors.Is(err, ErrRootHashMismatch) {
@@ -469,7 +469,7 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 	bin, err := exec.LookPath("nbd-enclave")
 	itest.Need(t, "nbd-enclave binary", err)
 	img, params := image(t)
-	cmdline, verityJSON := pin(t, params)
+	cmdline, verityJSON := pinFiles(t, params)
 	run := filepath.Join(t.TempDir(), "run.img")
 	parent := serve(t, fileExport(t, "image", img, true, 0), fileExport(t, "run", run, false, 64<<20))
 	key := filepath.Join(t.TempDir(), "key")

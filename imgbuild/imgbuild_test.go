@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/enclave-storage/enclave-storage/pin"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,7 +251,7 @@ func TestBuildEIF(t *testing.T) {
 		t.Error("EIF CRC invalid")
 	}
 	cmdline := ef.Cmdline
-	root, err := eif.VerityRootFromCmdline(cmdline)
+	root, err := pin.VerityRoot(cmdline)
 	if err != nil || !bytes.Equal(root, res.Manifest.Verity.RootHash) || !strings.HasPrefix(cmdline, "console=ttyS0 ") {
 		t.Errorf("cmdline %q: root %x, %v; want %x", cmdline, root, err, []byte(res.Manifest.Verity.RootHash))
 	}
