@@ -19,7 +19,7 @@ var (
 	hostMode  = flag.Bool("host", false, "run the test binaries directly on this (privileged, modules loaded) host instead of in the microVM")
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
-	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped)")
+	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped)")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
