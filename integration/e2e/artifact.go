@@ -1,0 +1,13 @@
+package e2e
+
+// What the in-VM scenarios leave for the host-side check.
+const (
+	// ArtifactRunImage is where, below the harness's artifact directory,
+	// the first launch leaves the head of its run image (LUKS2 header and
+	// keyslots, the first 16 MiB).
+	ArtifactRunImage = "e2e/run.img"
+	// RunKey is the run volume's key in the scenarios (a test key: the
+	// host check proves cryptsetup unlocks the enclave-formatted header
+	// with it).
+	RunKey = "the e2e run volume key"
+)
