@@ -122,6 +122,12 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 		sender = nil
 	}
 	ss.raw, ss.writev = raw, raw != nil
+	// On TCP, large write payloads are read with SO_RCVLOWAT raised so
+	// the reader wakes once per big chunk instead of once per segment.
+	var tcp syscall.RawConn
+	if _, ok := ss.nc.(*net.TCPConn); ok {
+		tcp = raw
+	}
 	for {
 		if br.Buffered() < requestSize {
 			ss.flush(false) // about to block: send what the reader queued
@@ -152,7 +158,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			n := int64(req.length)
 			ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
 			buf := ss.s.bufs.get(int(req.length))
-			if _, err := io.ReadFull(br, buf.b); err != nil {
+			if err := ss.readPayload(br, buf.b, tcp); err != nil {
 				ss.s.bufs.put(buf)
 				ss.sem.Release(max(n, ss.s.minShare))
 				return fmt.Errorf("reading write payload: %w", err)
@@ -479,6 +485,39 @@ func (ss *session) writeJoined(iov net.Buffers) error {
 			return err
 		}
 		iov = iov[n:]
+	}
+	return nil
+}
+
+// readPayload fills p from the connection. Large payloads on TCP are read
+// straight into p with SO_RCVLOWAT raised to what is still missing (at
+// most 512 KiB), so the reader wakes once per big chunk rather than once
+// per arriving segment; the low-water mark never exceeds what the client
+// still owes us, so it cannot stall.
+func (ss *session) readPayload(br *bufio.Reader, p []byte, tcp syscall.RawConn) error {
+	if tcp == nil || len(p) < 128<<10 {
+		_, err := io.ReadFull(br, p)
+		return err
+	}
+	off, _ := br.Read(p[:min(br.Buffered(), len(p))]) // what bufio already holds
+	raised := false
+	var err error
+	for off < len(p) && err == nil {
+		if rem := len(p) - off; rem >= 64<<10 {
+			raised = setRcvLowat(tcp, min(rem, 512<<10)) || raised
+		} else if raised {
+			setRcvLowat(tcp, 1)
+			raised = false
+		}
+		var m int
+		m, err = ss.nc.Read(p[off:])
+		off += m
+	}
+	if raised {
+		setRcvLowat(tcp, 1)
+	}
+	if err != nil && off < len(p) {
+		return err
 	}
 	return nil
 }

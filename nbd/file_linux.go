@@ -98,3 +98,13 @@ func sendRange(rc syscall.RawConn, f *os.File, off, n int64) error {
 	}
 	return serr
 }
+
+// setRcvLowat sets SO_RCVLOWAT on a socket: poll reports it readable only
+// once n bytes are queued (Linux caps n at half the receive buffer).
+func setRcvLowat(rc syscall.RawConn, n int) bool {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
+	})
+	return err == nil && serr == nil
+}

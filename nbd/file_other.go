@@ -26,3 +26,5 @@ func readCached(*os.File, []byte, int64) bool { return false }
 func rangeCached(*os.File, int64, int64) bool { return false }
 
 func sendRange(syscall.RawConn, *os.File, int64, int64) error { return errors.ErrUnsupported }
+
+func setRcvLowat(syscall.RawConn, int) bool { return false }

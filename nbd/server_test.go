@@ -611,6 +611,12 @@ func TestHostile(t *testing.T) {
 			c.(*net.TCPConn).CloseWrite()
 			expectClosed(t, c)
 		}},
+		{"short large write payload", func(t *testing.T) {
+			c := goTransmission(t)
+			c.Write(append(req(cmdWrite, 0, 512<<10), bytes.Repeat([]byte{1}, 300<<10)...))
+			c.(*net.TCPConn).CloseWrite()
+			expectClosed(t, c)
+		}},
 		{"oversize write", func(t *testing.T) {
 			c := goTransmission(t)
 			c.Write(req(cmdWrite, 0, 1<<30))
@@ -822,4 +828,42 @@ func TestPlainConnFile(t *testing.T) {
 		}
 	}()
 	exerciseFileExport(t, dial(t, l.Addr().String(), "run"))
+}
+
+// TestTrickledLargeWrite sends a large write's payload in small, delayed
+// pieces: the raised receive low-water mark must follow what is still
+// owed, or the server would wait for bytes that never come.
+func TestTrickledLargeWrite(t *testing.T) {
+	f := startFixture(t, Options{}, runSize)
+	c := rawConn(t, f.tcp, flagFixedNewstyle|flagNoZeroes)
+	nbdtest.SendOption(c, optExportName, []byte("run"))
+	io.ReadFull(c, make([]byte, 10))
+	data := randomBytes(t, 600<<10+37)
+	hdr := make([]byte, 28)
+	binary.BigEndian.PutUint32(hdr, magicRequest)
+	binary.BigEndian.PutUint16(hdr[6:], cmdWrite)
+	binary.BigEndian.PutUint64(hdr[8:], 9)
+	binary.BigEndian.PutUint64(hdr[16:], 4096)
+	binary.BigEndian.PutUint32(hdr[24:], uint32(len(data)))
+	c.Write(append(hdr, data[:1000]...))
+	for off := 1000; off < len(data); off += 47 << 10 {
+		time.Sleep(2 * time.Millisecond)
+		c.Write(data[off:min(off+47<<10, len(data))])
+	}
+	rep := make([]byte, 16)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, rep); err != nil {
+		t.Fatalf("no reply to a trickled write: %v", err)
+	}
+	if binary.BigEndian.Uint32(rep[4:]) != 0 || binary.BigEndian.Uint64(rep[8:]) != 9 {
+		t.Fatalf("reply % x", rep)
+	}
+	got, _ := os.ReadFile(f.runPath)
+	if g := got[4096 : 4096+len(data)]; !bytes.Equal(g, data) {
+		i := 0
+		for i < len(g) && g[i] == data[i] {
+			i++
+		}
+		t.Fatalf("trickled write not in the file: first difference at byte %d of %d", i, len(data))
+	}
 }
