@@ -523,6 +523,7 @@ func TestScenarios(t *testing.T) {
 			t.Fatalf("nbd-enclave exited %d:\n%s", rc, e.out.String())
 		}
 		contains(t, e, "second-ok", "state=LUKS")
+		logSteps(e.out.String())
 	})
 	fmt.Printf("E2E-TIMING mount_ms=%d pbkdf_ms=%d first_launch_ms=%d\n", secondMS, pbkdfMS, firstMS)
 
@@ -619,6 +620,11 @@ func TestScenarios(t *testing.T) {
 
 	scenario(t, "f-read-only-export", func(t *testing.T) {
 		before := fileSum(t, r.img)
+		// nbd-parent's metrics are on TCP: the VM's init leaves the
+		// loopback interface down.
+		if err := loopbackUp(); err != nil {
+			t.Logf("bringing lo up: %v", err)
+		}
 		const metricsAddr = "127.0.0.1:9810"
 		p := r.parent(t, r.img, "--metrics-addr", metricsAddr)
 		e, _ := r.enclave(t, launch{}, roApp)
@@ -633,8 +639,7 @@ func TestScenarios(t *testing.T) {
 		if err := rawWrite(ctx, r.port, "image"); err != nil {
 			t.Error(err)
 		}
-		// nbd-parent counts the refusal. Its metrics are on TCP, which
-		// needs the loopback interface up; the VM's init may leave it down.
+		// nbd-parent counts the refusal.
 		if m, err := scrape("http://" + metricsAddr + "/metrics"); err != nil {
 			t.Logf("nbd-parent metrics not reachable (%v); the refusal is shown by the client above", err)
 		} else if line := regexp.MustCompile(`(?m)^nbd_request_errors_total\{export="image",op="write"\} [1-9].*$`).FindString(m); line == "" {
@@ -827,4 +832,48 @@ func scrape(url string) (string, error) {
 		err = fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
+}
+
+// loopbackUp sets IFF_UP on lo (SIOCSIFFLAGS), as "ip link set lo up".
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
+	}
+	return nil
+}
+
+var logLine = regexp.MustCompile(`(?m)^time=(\S+) level=\w+ msg=("[^"]*"|\S+)`)
+
+// logSteps prints when each of nbd-enclave's log messages up to the
+// application's start came, in ms after the first, to show where the
+// mount time goes.
+func logSteps(out string) {
+	var first time.Time
+	for _, m := range logLine.FindAllStringSubmatch(out, -1) {
+		ts, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		if first.IsZero() {
+			first = ts
+		}
+		msg := strings.Trim(m[2], `"`)
+		fmt.Printf("E2E-STEP +%dms %s\n", ts.Sub(first).Milliseconds(), msg)
+		if msg == "application started" {
+			return
+		}
+	}
 }
