@@ -21,6 +21,8 @@ while read -r mod params; do
 	fi
 done < /etc/modules
 say "INTEGRATION-MODULES uptime=$(uptime)"
+# Loopback networking: tests that serve NBD over TCP on 127.0.0.1 run here too.
+ip link set lo up || { say "RESULT loopback FAIL 0"; rc=1; }
 
 mkdir -p /out
 if [ -n "$(ls /sys/bus/virtio/drivers/9pnet_virtio/ 2>/dev/null | grep virtio)" ]; then

@@ -19,6 +19,7 @@ PKGS=(
 	e2fsprogs erofs-utils
 	skopeo umoci socat
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd
+	fio
 )
 
 SUDO=
