@@ -23,6 +23,7 @@
 // The first launch formats LUKS2 with the agent's default argon2id (the
 // binary offers no cheaper setting, and that is the path under test); the
 // tests then swap that keyslot for a cheap PBKDF2 one with package crypt,
-// since argon2id with 64 MiB costs tens of seconds per unlock under QEMU's
-// TCG and the KDF is not what the later scenarios test.
+// since argon2id with 64 MiB costs seconds per unlock under QEMU's TCG
+// (3 to 15 s measured, depending on the host's load) and the KDF is not
+// what the later scenarios test.
 package e2e

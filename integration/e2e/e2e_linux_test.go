@@ -607,6 +607,9 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("nbd-enclave exited %d after the parent restart", rc)
 		}
 		contains(t, e, "NBD link restored", "loop-ended")
+		if m := regexp.MustCompile(`(?m)^write \d+ failed$`).FindAllString(e.out.String(), -1); len(m) > 0 {
+			t.Errorf("%d of the application's writes failed across the parent restart (%s...)", len(m), m[0])
+		}
 		p.stop(t)
 
 		p = r.parent(t, r.img)
