@@ -273,6 +273,25 @@ func TestBuildEIF(t *testing.T) {
 	if !bytes.Equal(x, y) {
 		t.Error("two EIF builds differ")
 	}
+	// One changed byte of one file of the image: a new root hash, so new
+	// PCR0 and PCR2 (the ramdisk's verity.json) and PCR1 (the cmdline).
+	changed := build(t, layout(t, appImage(t, "SERVER v2")), opts)
+	pcrs := func(r *imgbuild.Result) eif.PCRs {
+		b, err := os.ReadFile(r.PCRs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m eif.Measurements
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m.Measurements
+	}
+	p1, p2 := pcrs(res), pcrs(changed)
+	if bytes.Equal(p1.PCR0, p2.PCR0) || bytes.Equal(p1.PCR1, p2.PCR1) || bytes.Equal(p1.PCR2, p2.PCR2) {
+		t.Errorf("one changed byte in the image left a PCR unchanged:\n%x %x %x\n%x %x %x",
+			[]byte(p1.PCR0), []byte(p1.PCR1), []byte(p1.PCR2), []byte(p2.PCR0), []byte(p2.PCR1), []byte(p2.PCR2))
+	}
 	// A later build without a kernel into the same directory must not
 	// leave the old EIF next to a new rootfs.img.
 	out := filepath.Dir(res.EIF)
