@@ -623,11 +623,7 @@ func TestScenarios(t *testing.T) {
 
 	scenario(t, "f-read-only-export", func(t *testing.T) {
 		before := fileSum(t, r.img)
-		// nbd-parent's metrics are on TCP: the VM's init leaves the
-		// loopback interface down.
-		if err := loopbackUp(); err != nil {
-			t.Logf("bringing lo up: %v", err)
-		}
+		// nbd-parent's metrics are on TCP; the VM's init brings lo up.
 		const metricsAddr = "127.0.0.1:9810"
 		p := r.parent(t, r.img, "--metrics-addr", metricsAddr)
 		e, _ := r.enclave(t, launch{}, roApp)
@@ -835,27 +831,6 @@ func scrape(url string) (string, error) {
 		err = fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
-}
-
-// loopbackUp sets IFF_UP on lo (SIOCSIFFLAGS), as "ip link set lo up".
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
-	}
-	return nil
 }
 
 var logLine = regexp.MustCompile(`(?m)^time=(\S+) level=\w+ msg=("[^"]*"|\S+)`)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,10 +30,9 @@ func newestArtifact(t *testing.T, name string) string {
 	return newest
 }
 
-// TestHostLuksDump checks, on the host, the run image the first launch in
-// the VM formatted: cryptsetup must read it as LUKS2 with one argon2id
-// keyslot and an aes-xts-plain64 segment, and unlock it with the key. The harness removes its
-// artifact directory when the run passes, so this needs
+// TestHostLuksDump runs CheckRunImage on the newest kept artifact
+// directory. TestVM in package integration runs the same check after every
+// passing VM run; this test is for a run kept with
 // scripts/integration.sh -guest.pkgs=./integration/e2e -keep (it skips
 // when no run image is there).
 func TestHostLuksDump(t *testing.T) {
@@ -40,31 +40,13 @@ func TestHostLuksDump(t *testing.T) {
 	if img == "" {
 		t.Skipf("no integration/out/run-*/%s: run scripts/integration.sh -guest.pkgs=./integration/e2e -keep first", ArtifactRunImage)
 	}
-	cs, err := exec.LookPath("cryptsetup")
-	if err != nil {
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
 		t.Skip("cryptsetup not installed (apt-get install cryptsetup-bin)")
 	}
-	out, err := exec.Command(cs, "luksDump", img).CombinedOutput()
+	dir := strings.TrimSuffix(img, ArtifactRunImage)
+	dump, err := CheckRunImage(context.Background(), dir)
 	if err != nil {
-		t.Fatalf("cryptsetup luksDump %s: %v\n%s", img, err, out)
-	}
-	t.Logf("cryptsetup luksDump %s:\n%s", img, out)
-	for _, want := range []string{"Version:       \t2", "cipher: aes-xts-plain64", "PBKDF:      argon2id", "Keyslots:\n  0: luks2"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("luksDump lacks %q", want)
-		}
-	}
-	keyFile := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(keyFile, []byte(RunKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(cs, "open", "--test-passphrase", "--key-file", keyFile, img).CombinedOutput(); err != nil {
-		t.Errorf("cryptsetup open --test-passphrase with the scenarios' key: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(keyFile, []byte("not "+RunKey), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(cs, "open", "--test-passphrase", "--key-file", keyFile, img).CombinedOutput(); err == nil {
-		t.Errorf("cryptsetup unlocked the run image with a wrong key:\n%s", out)
-	}
+	t.Logf("cryptsetup luksDump %s:\n%s", img, dump)
 }
