@@ -459,6 +459,7 @@ func TestScenarios(t *testing.T) {
 		firstMS = time.Since(t0).Milliseconds()
 		e.waitFor(t, appReady, time.Minute)
 		logTables(t, ctx)
+		checkExt4(t, "/dev/mapper/run")
 		if err := os.WriteFile(filepath.Join(root, "go"), nil, 0o644); err != nil {
 			t.Fatalf("signalling the application through its root: %v", err)
 		}
@@ -831,6 +832,33 @@ func scrape(url string) (string, error) {
 		err = fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
+}
+
+// checkExt4 reads the superblock of the first launch's run volume through
+// dm-crypt and checks it is ext4 (a journal, extents), as the enclave's
+// mkfs.ext4 makes it, not ext2.
+func checkExt4(t *testing.T, dev string) {
+	t.Helper()
+	sb := make([]byte, 1024)
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		t.Fatalf("reading the superblock of %s: %v", dev, err)
+	}
+	const (
+		hasJournal = 0x4  // s_feature_compat
+		extents    = 0x40 // s_feature_incompat
+	)
+	magic := binary.LittleEndian.Uint16(sb[0x38:])
+	compat := binary.LittleEndian.Uint32(sb[0x5c:])
+	incompat := binary.LittleEndian.Uint32(sb[0x60:])
+	if magic != 0xef53 || compat&hasJournal == 0 || incompat&extents == 0 {
+		t.Fatalf("%s: magic %#x compat %#x incompat %#x: not ext4 (journal, extents)", dev, magic, compat, incompat)
+	}
+	fmt.Printf("KERNEL %s ext4 compat=%#x incompat=%#x\n", dev, compat, incompat)
 }
 
 var logLine = regexp.MustCompile(`(?m)^time=(\S+) level=\w+ msg=("[^"]*"|\S+)`)
