@@ -25,10 +25,11 @@ build: ## static binaries in ./bin
 test: ## unit and oracle tests (oracles skip only where the tool is absent)
 	$(GO) test -tags '$(IMGBUILD_TAGS)' -timeout $(TEST_TIMEOUT) ./...
 
-lint: ## go vet, plus staticcheck when it is installed
+lint: ## go vet and staticcheck, over the unit and the integration-tagged code
 	$(GO) vet -tags '$(IMGBUILD_TAGS)' ./...
+	$(GO) vet -tags '$(IMGBUILD_TAGS) integration' ./...
 	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \
-	if [ -x "$$sc" ]; then "$$sc" -tags '$(IMGBUILD_TAGS)' ./...; \
+	if [ -x "$$sc" ]; then "$$sc" -tags '$(IMGBUILD_TAGS)' ./... && "$$sc" -tags '$(IMGBUILD_TAGS) integration' ./...; \
 	else echo "lint: staticcheck not installed (make deps installs it)"; fi
 
 bench: build ## our code against the real tools, same machine, same run

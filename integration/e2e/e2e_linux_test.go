@@ -749,7 +749,7 @@ func (r *rig) corruptCopy(t *testing.T) string {
 	}
 	chunk := want[4096:8192]
 	off := bytes.Index(fsImg, chunk)
-	if off < 0 || off%4096 != 0 || bytes.Index(fsImg[off+1:], chunk) >= 0 {
+	if off < 0 || off%4096 != 0 || bytes.Contains(fsImg[off+1:], chunk) {
 		t.Fatalf("block 1 of %s is not at one 4 KiB aligned place in the image (offset %d)", dataPath, off)
 	}
 	off += 100
