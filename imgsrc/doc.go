@@ -5,7 +5,7 @@
 //
 // It is a thin layer over github.com/containers/image/v5, using the same
 // transport syntax as skopeo and podman ("oci-archive:app.tar",
-// "docker://quay.io/app:1"). A reference without a transport ("app:latest")
+// "docker://registry.example.com/app:1"). A reference without a transport ("app:latest")
 // means the local docker daemon first and a registry second, as docker users
 // expect.
 //

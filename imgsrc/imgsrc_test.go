@@ -251,7 +251,7 @@ func TestParseReference(t *testing.T) {
 		{"app:latest", []string{"docker-daemon:app:latest", "docker://app:latest"}, false},
 		{"app", []string{"docker-daemon:app:latest", "docker://app:latest"}, false},
 		{"localhost:5000/team/app:1", []string{"docker-daemon:localhost:5000/team/app:1", "docker://localhost:5000/team/app:1"}, false},
-		{"docker://quay.io/a/b:c", []string{"docker://quay.io/a/b:c"}, false},
+		{"docker://registry.example.com/a/b:c", []string{"docker://registry.example.com/a/b:c"}, false},
 		{"oci:/tmp/layout:tag", []string{"oci:/tmp/layout:tag"}, false},
 		{"oci-archive:/tmp/a.tar", []string{"oci-archive:/tmp/a.tar:"}, false},
 		{"docker-archive:/tmp/a.tar", []string{"docker-archive:/tmp/a.tar"}, false},
