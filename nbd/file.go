@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -61,6 +62,17 @@ type File struct {
 	path     string
 	size     int64
 	readOnly bool
+
+	// A regular file's writes are serialized here. Buffered writes to
+	// one inode are serialized by the kernel anyway (ext4 and XFS take
+	// the inode lock exclusively for them), but a writer that finds it
+	// taken spins on the CPU while the owner runs (rwsem optimistic
+	// spinning): with concurrent 1 MiB writes that burned about a tenth
+	// of the server's CPU, time the connection's reader needed to
+	// receive the next payloads. Waiting here parks the goroutine
+	// instead. Block devices take no such lock and are not serialized.
+	serial bool
+	wmu    sync.Mutex
 }
 
 // OpenFile opens (and, for a read-write image with opts.Size set, creates)
@@ -106,7 +118,7 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 			return nil, fmt.Errorf("nbd: sync new image %s: %w", path, err)
 		}
 	}
-	size, err := fileSize(f)
+	size, regular, err := fileSize(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("nbd: size of %s: %w", path, err)
@@ -115,20 +127,22 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		f.Close()
 		return nil, &SizeMismatchError{Path: path, Have: size, Want: opts.Size}
 	}
-	return &File{f: f, path: path, size: size, readOnly: opts.ReadOnly}, nil
+	return &File{f: f, path: path, size: size, readOnly: opts.ReadOnly, serial: regular}, nil
 }
 
-// fileSize is the size of a regular file or of a block device.
-func fileSize(f *os.File) (int64, error) {
+// fileSize is the size of a regular file or of a block device, and
+// whether it is a regular file.
+func fileSize(f *os.File) (size int64, regular bool, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if fi.Mode().IsRegular() {
-		return fi.Size(), nil
+		return fi.Size(), true, nil
 	}
 	// Block devices report 0 from stat; seeking to the end works for both.
-	return f.Seek(0, io.SeekEnd)
+	size, err = f.Seek(0, io.SeekEnd)
+	return size, false, err
 }
 
 // Path is the file's path as given to OpenFile.
@@ -163,7 +177,13 @@ func (f *File) sendRange(rc syscall.RawConn, off, n int64) error {
 }
 
 // WriteAt writes p at off (pwrite).
-func (f *File) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if f.serial {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+	}
+	return f.f.WriteAt(p, off)
+}
 
 // Sync flushes written data to stable storage. Read-only files have
 // nothing to flush.
