@@ -61,6 +61,8 @@ type session struct {
 	iov     net.Buffers
 	raw     syscall.RawConn // for sendfile; nil on other connections
 	writev  bool            // net.Buffers.WriteTo uses writev(2)
+
+	pipes pipePool // write payloads spliced from the socket (Linux)
 }
 
 // pending is a reply waiting to be written and what to free after it.
@@ -87,6 +89,7 @@ func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e 
 	defer stop()
 	err := ss.readLoop(br)
 	ss.wg.Wait()
+	ss.pipes.closeAll()
 	ss.flush(true) // replies the reader queued, e.g. before NBD_CMD_DISC
 	if ctx.Err() != nil {
 		return nil
@@ -157,10 +160,18 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			}
 			n := int64(req.length)
 			ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
-			buf := ss.s.bufs.get(int(req.length))
-			if err := ss.readPayload(br, buf.b, tcp); err != nil {
-				ss.s.bufs.put(buf)
-				ss.sem.Release(max(n, ss.s.minShare))
+			var pipe *payloadPipe
+			var buf *buffer
+			var err error
+			if !e.ReadOnly && req.flags&^cmdFlagFUA == 0 && inBounds {
+				pipe, buf, err = ss.readPayloadPipe(br, int(req.length), raw, tcp)
+			}
+			if err == nil && pipe == nil && buf == nil {
+				buf = ss.s.bufs.get(int(req.length))
+				err = ss.readPayload(br, buf.b, tcp)
+			}
+			if err != nil {
+				ss.release(buf, n)
 				return fmt.Errorf("reading write payload: %w", err)
 			}
 			switch {
@@ -174,7 +185,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 				ss.release(buf, n)
 				ss.fail(req, op, errNoSpc)
 			default:
-				ss.start(req, op, buf, n)
+				ss.start(req, op, buf, pipe, n)
 			}
 			continue
 		}
@@ -241,7 +252,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			}
 		}
 		ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
-		ss.start(req, op, nil, n)
+		ss.start(req, op, nil, nil, n)
 	}
 }
 
@@ -262,13 +273,14 @@ func (ss *session) fail(req request, op int, errno uint32) {
 }
 
 // start runs one request on a worker goroutine. The caller has acquired
-// max(n, minShare) of the budget; the worker releases it.
-func (ss *session) start(req request, op int, payload *buffer, n int64) {
+// max(n, minShare) of the budget; the worker releases it. A write's
+// payload is in payload or, spliced from the socket, in pipe.
+func (ss *session) start(req request, op int, payload *buffer, pipe *payloadPipe, n int64) {
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
 		t0 := time.Now()
-		errno, reply := ss.execute(req, payload)
+		errno, reply := ss.execute(req, payload, pipe)
 		ss.e.metrics.observe(op, n, errno, time.Since(t0))
 		ss.send(pending{reply: reply, payload: payload, share: max(n, ss.s.minShare)})
 	}()
@@ -276,7 +288,7 @@ func (ss *session) start(req request, op int, payload *buffer, n int64) {
 
 // execute performs one validated request and returns the reply to send
 // (header, plus data for a successful read) in a pooled buffer.
-func (ss *session) execute(req request, payload *buffer) (uint32, *buffer) {
+func (ss *session) execute(req request, payload *buffer, pipe *payloadPipe) (uint32, *buffer) {
 	b := ss.e.Backend
 	off := int64(req.offset)
 	n := int64(req.length)
@@ -298,7 +310,11 @@ func (ss *session) execute(req request, payload *buffer) (uint32, *buffer) {
 		putReply(reply.b, errno, req.cookie)
 		return errno, reply
 	case cmdWrite:
-		_, err = b.WriteAt(payload.b, off)
+		if pipe != nil {
+			err = ss.writePipe(pipe, off, n)
+		} else {
+			_, err = b.WriteAt(payload.b, off)
+		}
 	case cmdFlush:
 		err = b.Sync()
 	case cmdTrim:

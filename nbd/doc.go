@@ -20,13 +20,19 @@
 // them itself with preadv2(RWF_NOWAIT), and larger ones on TCP and unix
 // sockets are sent with sendfile(2) by the reply writer once cachestat(2)
 // says every page is resident, so neither can stall on storage; all other
-// requests go to workers. A reply's header and data share one pooled
-// buffer, and replies that complete while another is being written are
-// queued and sent together with one writev (or one joined write on vsock),
-// which under load turns many small replies into one system call. The
-// kernel client keeps many requests in flight per connection; a server
-// that handles them one at a time serialises every pread behind the
-// previous reply. All connections to an export share one file
+// requests go to workers. Write payloads of 128 KiB to 1 MiB on TCP and
+// unix sockets are splice(2)d from the socket into a pipe (the pipe takes
+// references to the received pages) and from the pipe into the file, so
+// the only copy left is the one into the page cache. Writes to a regular
+// file are serialized in user space: the kernel serializes buffered
+// writes to an inode anyway, and waiting on its lock spins on the CPU
+// where a mutex parks the goroutine. A reply's header and data share one
+// pooled buffer, and replies that complete while another is being written
+// are queued and sent together with one writev (or one joined write on
+// vsock), which under load turns many small replies into one system call.
+// The kernel client keeps many requests in flight per connection; a
+// server that handles them one at a time serialises every pread behind
+// the previous reply. All connections to an export share one file
 // descriptor, and FLUSH is an fdatasync of that descriptor, so a flush on
 // any connection covers writes completed on every connection: this is what
 // lets us advertise NBD_FLAG_CAN_MULTI_CONN for read-write exports too.
@@ -46,6 +52,6 @@
 // flight, 500µs of storage latency each) runs about 14 times faster with
 // our default 16 workers than with one. The protocol subset we need is
 // small, so we wrote the server here with the standard library,
-// golang.org/x/sys/unix for fallocate, flock, preadv2, cachestat and
-// sendfile, and client_golang for metrics.
+// golang.org/x/sys/unix for fallocate, flock, preadv2, cachestat,
+// sendfile, splice, and client_golang for metrics.
 package nbd

@@ -4,6 +4,7 @@ package nbd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -107,4 +108,17 @@ func setRcvLowat(rc syscall.RawConn, n int) bool {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
 	})
 	return err == nil && serr == nil
+}
+
+// writeFromPipe moves n bytes from a pipe into the file at off (splice),
+// serialized with WriteAt like any write.
+func (f *File) writeFromPipe(pipe int, off, n int64) error {
+	if f.serial {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+	}
+	if err := spliceToFile(pipe, f.f, off, n); err != nil {
+		return fmt.Errorf("nbd: splice to %s at %d+%d: %w", f.path, off, n, err)
+	}
+	return nil
 }
