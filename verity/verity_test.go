@@ -10,13 +10,20 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
-// memDev is an in-memory device: io.ReaderAt and io.WriterAt.
-type memDev struct{ b []byte }
+// memDev is an in-memory device: io.ReaderAt and io.WriterAt, safe for
+// concurrent use as an *os.File is (Format writes from several workers).
+type memDev struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 func (m *memDev) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if off >= int64(len(m.b)) {
 		return 0, io.EOF
 	}
@@ -28,6 +35,8 @@ func (m *memDev) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (m *memDev) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if end := int(off) + len(p); end > len(m.b) {
 		m.b = append(m.b, make([]byte, end-len(m.b))...)
 	}
