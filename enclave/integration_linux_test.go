@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"github.com/enclave-storage/enclave-storage/erofs"
 	"github.com/enclave-storage/enclave-storage/fstree"
 	"github.com/enclave-storage/enclave-storage/integration/itest"
+	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbd"
 	"github.com/enclave-storage/enclave-storage/nbdkernel"
 	"github.com/enclave-storage/enclave-storage/verity"
@@ -495,7 +495,7 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 		t.Fatalf("nbd-enclave with a missing --config succeeded: %s", out)
 	}
 
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd = exec.CommandContext(ctx, bin,
 		"--parent", parent, "--key", "file:"+key,
 		"--lower", cfg.LowerDir, "--upper", cfg.UpperDir, "--root", cfg.RootDir,
@@ -519,23 +519,4 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 	}
 	checkClean(t)
 	t.Logf("nbd-enclave output:\n%s", out.String())
-}
-
-// syncBuffer is a bytes.Buffer safe for the command's output goroutine and
-// the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdtest"
 )
 
@@ -99,32 +100,15 @@ func binary(t *testing.T) string {
 type daemon struct {
 	cmd  *exec.Cmd
 	sock string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs the daemon on a unix socket in dir and waits until it
 // accepts connections.
 func start(t *testing.T, dir string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{sock: filepath.Join(dir, "nbd.sock"), logs: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemon{sock: filepath.Join(dir, "nbd.sock"), logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(binary(t), append([]string{"--listen", "unix://" + d.sock}, args...)...)
 	d.cmd.Stderr = d.logs
 	if err := d.cmd.Start(); err != nil {

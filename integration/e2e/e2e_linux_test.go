@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +33,7 @@ import (
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/imgsrc/ocitest"
 	"github.com/enclave-storage/enclave-storage/integration/itest"
+	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 )
 
@@ -207,7 +207,7 @@ func (r *rig) pin(t *testing.T, name string, root []byte) (cmdline, verityJSON s
 // proc is a started command whose combined output is collected.
 type proc struct {
 	cmd  *exec.Cmd
-	out  syncBuffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -325,25 +325,6 @@ func (r *rig) enclave(t *testing.T, l launch, script string) (p *proc, root stri
 		"--mkfs", r.mkfs, "--cmdline", l.cmdline, "--verity-json", l.verityJSON,
 		"--stop-grace", "5s", "--nbd-dead-conn-timeout", "60s"},
 		append(l.flags, "--", "/bin/sh", "-c", script)...)...), root
-}
-
-// syncBuffer is a bytes.Buffer safe for a command's output goroutine and
-// the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // scenario runs f as a subtest and prints the SCENARIO line the issue asks
