@@ -1,5 +1,5 @@
-// Package nbdtest is a small NBD client for tests and tools: it performs
-// the fixed-newstyle handshake (NBD_OPT_GO, NBD_OPT_LIST) and issues
+// Package nbdtest is a small NBD client for tests and tools: it negotiates
+// an export with nbdclient.Handshake (or lists them with NBD_OPT_LIST) and issues
 // transmission requests with many in flight, matching simple replies to
 // requests by cookie in whatever order they arrive. It exists to exercise
 // package nbd's server (and other servers) from Go, where nbdinfo and
@@ -15,6 +15,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/enclave-storage/enclave-storage/nbdclient"
 )
 
 // Wire constants from the NBD protocol specification.
@@ -25,14 +27,11 @@ const (
 	magicRequest     = 0x25609513
 	magicSimpleReply = 0x67446698
 
-	optAbort   = 2
-	optList    = 3
-	optGo      = 7
-	repAck     = 1
-	repServer  = 2
-	repInfo    = 3
-	repErr     = 1 << 31
-	infoExport = 0
+	optAbort  = 2
+	optList   = 3
+	repAck    = 1
+	repServer = 2
+	repErr    = 1 << 31
 
 	maxReply = 64 << 10
 )
@@ -189,39 +188,18 @@ func List(ctx context.Context, conn net.Conn) ([]string, error) {
 	}
 }
 
-// Handshake negotiates export on an open connection with NBD_OPT_GO and
-// starts the reply reader.
+// Handshake negotiates export on an open connection and starts the reply
+// reader. The negotiation is nbdclient.Handshake, the enclave's own (so the
+// server's tests exercise the client it will really face); this package
+// adds only the transmission phase.
 func Handshake(ctx context.Context, conn net.Conn, export string) (*Client, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	if err := greet(conn); err != nil {
+	exp, err := nbdclient.Handshake(ctx, conn, export)
+	if err != nil {
 		return nil, err
 	}
-	data := binary.BigEndian.AppendUint32(nil, uint32(len(export)))
-	data = append(data, export...)
-	data = binary.BigEndian.AppendUint16(data, 0)
-	if err := SendOption(conn, optGo, data); err != nil {
-		return nil, err
-	}
-	c := &Client{conn: conn, pend: make(map[uint64]*call), done: make(chan struct{})}
-	for {
-		_, typ, data, err := ReadOptionReply(conn)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case typ == repInfo && len(data) == 12 && binary.BigEndian.Uint16(data) == infoExport:
-			c.Size = binary.BigEndian.Uint64(data[2:])
-			c.Flags = binary.BigEndian.Uint16(data[10:])
-		case typ == repAck:
-			conn.SetDeadline(time.Time{})
-			go c.readReplies()
-			return c, nil
-		case typ&repErr != 0:
-			return nil, &OptionError{Option: optGo, Reply: typ, Message: string(data)}
-		}
-	}
+	c := &Client{conn: conn, Size: exp.Size, Flags: exp.Flags, pend: make(map[uint64]*call), done: make(chan struct{})}
+	go c.readReplies()
+	return c, nil
 }
 
 // readReplies matches replies to pending calls until the connection ends.
