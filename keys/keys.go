@@ -142,10 +142,19 @@ func (e Env) Key(ctx context.Context, volume string) ([]byte, error) {
 //	random:N        Random with N bytes
 //	file:PATH       File reading PATH
 //	env:NAME        Env reading variable NAME
+//	kms:ARN[,OPT=V] KMS: a key sealed by AWS KMS key ARN in the volume's
+//	                LUKS2 header, released only to an attested enclave.
+//	                Options: cid=N (the parent's vsock CID, default 3),
+//	                port=N (vsock port nbd-parent forwards to KMS, default
+//	                8000), credentials-port=N (vsock port of the instance
+//	                role's credentials, default 8001), ca=/PATH (PEM root
+//	                CAs for KMS's TLS certificate instead of the built-in
+//	                bundle). Example:
+//	                kms:arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
 func Parse(spec string) (Provider, error) {
 	scheme, arg, ok := strings.Cut(spec, ":")
 	if !ok {
-		return nil, fmt.Errorf("key spec %q: want scheme:argument (random:, file:PATH, env:NAME): %w", spec, ErrBadSpec)
+		return nil, fmt.Errorf("key spec %q: want scheme:argument (random:, file:PATH, env:NAME, kms:ARN): %w", spec, ErrBadSpec)
 	}
 	switch scheme {
 	case "random":
@@ -167,7 +176,9 @@ func Parse(spec string) (Provider, error) {
 			return nil, fmt.Errorf("key spec %q: missing variable name: %w", spec, ErrBadSpec)
 		}
 		return Env{Name: arg}, nil
+	case "kms":
+		return parseKMS(spec, arg)
 	default:
-		return nil, fmt.Errorf("key spec %q: unknown scheme %q (random, file, env): %w", spec, scheme, ErrBadSpec)
+		return nil, fmt.Errorf("key spec %q: unknown scheme %q (random, file, env, kms): %w", spec, scheme, ErrBadSpec)
 	}
 }

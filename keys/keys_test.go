@@ -94,6 +94,8 @@ func TestEnv(t *testing.T) {
 	}
 }
 
+const testARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
 func TestParse(t *testing.T) {
 	tests := []struct {
 		spec    string
@@ -110,6 +112,17 @@ func TestParse(t *testing.T) {
 		{"file:", nil, true},
 		{"env:", nil, true},
 		{"kms:arn", nil, true},
+		{"kms:" + testARN, KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 3, ProxyPort: 8000, CredentialsPort: 8001}, false},
+		{"kms:" + testARN + ",cid=1,port=9000,credentials-port=9001,ca=/etc/ca.pem",
+			KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 1, ProxyPort: 9000, CredentialsPort: 9001, CAFile: "/etc/ca.pem"}, false},
+		{"kms:arn:aws-cn:kms:cn-north-1:111122223333:alias/run", KMS{KeyARN: "arn:aws-cn:kms:cn-north-1:111122223333:alias/run", Partition: "aws-cn", Region: "cn-north-1", CID: 3, ProxyPort: 8000, CredentialsPort: 8001}, false},
+		{"kms:arn:aws:s3:eu-west-1:111122223333:key/x", nil, true},
+		{"kms:arn:aws:kms:eu-west-1:1111:key/x", nil, true},
+		{"kms:arn:aws:kms:EU:111122223333:key/x", nil, true},
+		{"kms:" + testARN + ",port=0", nil, true},
+		{"kms:" + testARN + ",port=x", nil, true},
+		{"kms:" + testARN + ",ca=rel.pem", nil, true},
+		{"kms:" + testARN + ",proxy=1", nil, true},
 		{"/etc/key", nil, true},
 		{"", nil, true},
 	}
@@ -124,6 +137,22 @@ func TestParse(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("Parse(%q) = %#v, %v; want %#v", tt.spec, got, err, tt.want)
 		}
+	}
+}
+
+func TestKMS(t *testing.T) {
+	k, err := Parse("kms:" + testARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Key(context.Background(), "run"); !errors.Is(err, ErrSealedKey) {
+		t.Errorf("Key = %v, want ErrSealedKey", err)
+	}
+	if h := k.(KMS).Host(); h != "kms.eu-west-1.amazonaws.com" {
+		t.Errorf("Host = %q", h)
+	}
+	if h := (KMS{Partition: "aws-cn", Region: "cn-north-1"}).Host(); h != "kms.cn-north-1.amazonaws.com.cn" {
+		t.Errorf("Host = %q", h)
 	}
 }
 
