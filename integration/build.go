@@ -93,15 +93,24 @@ func BuildTests(ctx context.Context, moduleDir, outDir string, pkgs []string) (m
 }
 
 // BuildCommands builds static binaries of the main packages ./cmd/NAME for
-// each name into outDir and returns them by name.
+// each name into outDir and returns them by name. A name "NAME+TAG" builds
+// ./cmd/NAME with the build tag TAG into the binary NAME-TAG (the e2e tests
+// use nbd-enclave+fakensm: nbd-enclave with a test NSM).
 func BuildCommands(ctx context.Context, moduleDir, outDir string, names []string) (map[string]string, error) {
 	bins := map[string]string{}
 	for _, n := range names {
-		bin := filepath.Join(outDir, n)
-		if _, err := goCmd(ctx, moduleDir, "build", "-trimpath", "-o", bin, "./cmd/"+n); err != nil {
+		pkg, tag, tagged := strings.Cut(n, "+")
+		args := []string{"build", "-trimpath"}
+		out := pkg
+		if tagged {
+			args = append(args, "-tags", tag)
+			out = pkg + "-" + tag
+		}
+		bin := filepath.Join(outDir, out)
+		if _, err := goCmd(ctx, moduleDir, append(args, "-o", bin, "./cmd/"+pkg)...); err != nil {
 			return nil, err
 		}
-		bins[n] = bin
+		bins[out] = bin
 	}
 	return bins, nil
 }

@@ -21,7 +21,7 @@ var (
 	hostMode  = flag.Bool("host", false, "run the test binaries directly on this (privileged, modules loaded) host instead of in the microVM")
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
-	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped)")
+	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
@@ -76,7 +76,8 @@ func TestVM(t *testing.T) {
 		if *hostMode {
 			break
 		}
-		if m, _ := filepath.Glob(filepath.Join(moduleDir, "cmd", c, "*.go")); len(m) > 0 {
+		pkg, _, _ := strings.Cut(c, "+")
+		if m, _ := filepath.Glob(filepath.Join(moduleDir, "cmd", pkg, "*.go")); len(m) > 0 {
 			cmds = append(cmds, c)
 		} else {
 			t.Logf("cmd/%s has no Go files yet; not in the VM", c)
