@@ -50,6 +50,9 @@ type FormatOptions struct {
 	UUID, Label, Subsystem string
 	// Rand is the randomness source; nil means crypto/rand.
 	Rand io.Reader
+	// Tokens are written with the header under ids 0..len-1; their
+	// Keyslots may name only keyslot 0, the one Format creates.
+	Tokens []Token
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -114,6 +117,8 @@ func Format(ctx context.Context, dev Device, key []byte, opts *FormatOptions) (*
 			ErrInvalidArgument, o.DataOffset, 2*metadataSize+areaSizeFor(o.KeySize))
 	case o.DataSize < 0 || o.DataSize%int64(o.SectorSize) != 0:
 		return nil, fmt.Errorf("%w: data size %d is not a multiple of the sector size", ErrInvalidArgument, o.DataSize)
+	case len(o.Tokens) > maxTokens:
+		return nil, fmt.Errorf("%w: %d tokens (LUKS2 allows %d)", ErrInvalidArgument, len(o.Tokens), maxTokens)
 	case len(o.Label) >= labelLen || len(o.Subsystem) >= subsystemLen:
 		return nil, fmt.Errorf("%w: label and subsystem must be shorter than 48 bytes", ErrInvalidArgument)
 	case o.DigestIterations < 1:
@@ -173,8 +178,16 @@ func Format(ctx context.Context, dev Device, key []byte, opts *FormatOptions) (*
 			Config:   config{JSONSize: metadataSize - binHeaderSize, KeyslotsSize: u64(keyslotsSize)},
 		},
 	}
+	for i, t := range o.Tokens {
+		if err := h.md.setToken(i, t); err != nil {
+			return nil, fmt.Errorf("token %d: %w", i, err)
+		}
+	}
 	if err := h.md.validate(metadataSize); err != nil {
 		return nil, fmt.Errorf("format produced invalid metadata: %w", err)
+	}
+	if _, err := h.md.marshalJSONArea(metadataSize - binHeaderSize); err != nil {
+		return nil, err // too many or too large tokens: fail before wiping
 	}
 
 	// Wipe metadata and keyslots areas, then key material, then headers.

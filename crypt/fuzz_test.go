@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -125,6 +126,7 @@ func FuzzBinaryHeader(f *testing.F) {
 func FuzzMetadata(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(jsonArea(s))
+		f.Add(withTokens(f, jsonArea(s)))
 	}
 	f.Add([]byte(`{"keyslots":{},"tokens":{},"segments":{"0":{"type":"crypt","offset":"0","size":"dynamic","iv_tweak":"0","encryption":"aes-xts-plain64","sector_size":512}},"digests":{},"config":{"json_size":"12288","keyslots_size":"0"}}`))
 	f.Fuzz(func(t *testing.T, js []byte) {
@@ -149,6 +151,20 @@ func FuzzMetadata(f *testing.F) {
 		_ = v.resolveSize(1 << 40)
 		h.freeArea(areaSizeFor(64))
 		h.md.slotOrder()
+		toks := h.md.tokens()
+		if len(toks) != len(h.md.Tokens) || len(toks) > maxTokens {
+			t.Fatalf("%d valid tokens decode to %d", len(h.md.Tokens), len(toks))
+		}
+		for id, tok := range toks {
+			raw, err := tok.marshal()
+			if err != nil {
+				t.Fatalf("token %d does not re-encode: %v", id, err)
+			}
+			again, err := parseToken(raw)
+			if err != nil || again.Type != tok.Type || !slices.Equal(again.Keyslots, tok.Keyslots) || len(again.Fields) != len(tok.Fields) {
+				t.Fatalf("token %d round trip: %+v, %v; want %+v", id, again, err, tok)
+			}
+		}
 		// What we accept, we can write back and read again.
 		area, err := h.md.marshalJSONArea(metadataSize - binHeaderSize)
 		if err != nil {
@@ -162,6 +178,22 @@ func FuzzMetadata(f *testing.F) {
 			t.Fatalf("re-encoded metadata invalid: %v", err)
 		}
 	})
+}
+
+// withTokens adds two tokens (one like systemd-cryptenroll's, one like
+// ours) to the JSON text js, as a fuzz seed.
+func withTokens(f *testing.F, js []byte) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(js, &m); err != nil {
+		f.Fatal(err)
+	}
+	m["tokens"] = json.RawMessage(`{"0":{"type":"systemd-tpm2","keyslots":["0"],"tpm2-blob":"AAAA","tpm2-pcrs":[7]},` +
+		`"31":{"type":"enclave-storage-kms","keyslots":[],"key_arn":"arn:aws:kms:x","context":{"uuid":"u"}}}`)
+	out, err := json.Marshal(m)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return out
 }
 
 // FuzzReadHeader: arbitrary device contents (checksums and all) never

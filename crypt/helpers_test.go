@@ -19,17 +19,29 @@ var (
 
 func cryptsetupPath(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("cryptsetup")
-	if err != nil {
-		for _, d := range []string{"/usr/sbin/cryptsetup", "/sbin/cryptsetup"} {
-			if _, err := os.Stat(d); err == nil {
-				return d
-			}
-		}
+	p := findCryptsetup()
+	if p == "" {
 		t.Skip("cryptsetup not installed (apt-get install cryptsetup-bin); oracle test skipped")
 	}
 	return p
 }
+
+// findCryptsetup returns the cryptsetup binary's path, or "".
+func findCryptsetup() string {
+	if p, err := exec.LookPath("cryptsetup"); err == nil {
+		return p
+	}
+	for _, d := range []string{"/usr/sbin/cryptsetup", "/sbin/cryptsetup"} {
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// cryptsetupInstalled reports whether oracle checks inside otherwise
+// self-contained tests can run.
+func cryptsetupInstalled() bool { return findCryptsetup() != "" }
 
 // cryptsetup runs the real tool; it never needs device-mapper for the
 // commands used here (luksFormat/luksDump/test-passphrase on plain files).

@@ -167,6 +167,7 @@ func (h *header) kill(ctx context.Context, dev Device, ids []string) error {
 			return fmt.Errorf("keyslot %s: %w", id, err)
 		}
 		delete(h.md.Keyslots, id)
+		h.md.unassignTokens(id)
 		for _, d := range h.md.Digests {
 			d.Keyslots = slices.DeleteFunc(d.Keyslots, func(s string) bool { return s == id })
 		}

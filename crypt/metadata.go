@@ -342,7 +342,7 @@ func (md *metadata) validate(hdrSize uint64) error {
 			return corruptf("keyslot %s has no digest", id)
 		}
 	}
-	return nil
+	return md.validateTokens()
 }
 
 func (k *kdfJSON) validate() error {
@@ -385,10 +385,14 @@ func (md *metadata) digestFor(id string) *digest {
 
 // marshalJSONArea encodes md into a zero-padded JSON area of size n.
 func (md *metadata) marshalJSONArea(n int) ([]byte, error) {
-	js, err := json.Marshal(md)
-	if err != nil {
+	// Without HTML escaping, so token fields read back byte for byte.
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(md); err != nil {
 		return nil, err
 	}
+	js := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(js) >= n {
 		return nil, fmt.Errorf("%w: JSON metadata %d bytes exceeds the %d-byte area", ErrInvalidArgument, len(js), n)
 	}

@@ -69,6 +69,8 @@ type Info struct {
 	// HeaderOffset is where the header copy in use lives: 0, or the
 	// secondary's offset when the primary is damaged.
 	HeaderOffset int64
+	// Tokens are the header's tokens by id (empty map when none).
+	Tokens map[int]Token
 }
 
 // ReadInfo validates the header on dev (as Open does) and describes it.
@@ -83,6 +85,7 @@ func ReadInfo(ctx context.Context, dev io.ReaderAt) (*Info, error) {
 		UUID: h.bin.uuid, Label: h.bin.label, Subsystem: h.bin.subsystem, SeqID: h.bin.seqID,
 		Cipher: s.Encryption, SectorSize: s.SectorSize, Offset: int64(s.Offset),
 		Size: int64(s.Size.n), Dynamic: s.Size.dynamic, HeaderOffset: h.offset,
+		Tokens: h.md.tokens(),
 	}
 	for i := range maxKeyslots {
 		if h.md.Keyslots[fmt.Sprint(i)] != nil {
