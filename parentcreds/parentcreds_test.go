@@ -1,0 +1,159 @@
+package parentcreds
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// serve starts s on a unix socket and returns a Provider dialling it.
+func serve(t *testing.T, s *Server) *Provider {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "creds.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &Provider{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+}
+
+type expiring struct{ creds aws.Credentials }
+
+func (e expiring) Retrieve(context.Context) (aws.Credentials, error) { return e.creds, nil }
+
+type failing struct{}
+
+func (failing) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{}, errors.New("no EC2 IMDS role found")
+}
+
+func TestServeAndRetrieve(t *testing.T) {
+	exp := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		creds  aws.CredentialsProvider
+		region string
+		want   aws.Credentials
+	}{
+		{"static", credentials.NewStaticCredentialsProvider("AKIDSTATIC", "secret", ""), "eu-west-1",
+			aws.Credentials{AccessKeyID: "AKIDSTATIC", SecretAccessKey: "secret", Source: Source}},
+		{"session", expiring{aws.Credentials{AccessKeyID: "ASIATEMP", SecretAccessKey: "s2", SessionToken: "tok", CanExpire: true, Expires: exp.In(time.FixedZone("x", 3600))}}, "us-east-1",
+			aws.Credentials{AccessKeyID: "ASIATEMP", SecretAccessKey: "s2", SessionToken: "tok", Source: Source, CanExpire: true, Expires: exp}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := serve(t, &Server{Credentials: tt.creds, Region: tt.region})
+			ctx := context.Background()
+			got, err := p.Retrieve(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Expires.Equal(tt.want.Expires) {
+				t.Errorf("Expires = %v, want %v", got.Expires, tt.want.Expires)
+			}
+			got.Expires, tt.want.Expires = time.Time{}, time.Time{}
+			if got != tt.want {
+				t.Errorf("Retrieve = %+v, want %+v", got, tt.want)
+			}
+			region, err := p.Region(ctx)
+			if err != nil || region != tt.region {
+				t.Errorf("Region = %q, %v; want %q", region, err, tt.region)
+			}
+			// The SDK's cache accepts the provider as is.
+			cached, err := aws.NewCredentialsCache(p).Retrieve(ctx)
+			if err != nil || cached.AccessKeyID != tt.want.AccessKeyID {
+				t.Errorf("through aws.CredentialsCache: %+v, %v", cached, err)
+			}
+		})
+	}
+}
+
+func TestServeReportsParentFailure(t *testing.T) {
+	p := serve(t, &Server{Credentials: failing{}, Region: "us-east-1"})
+	_, err := p.Retrieve(context.Background())
+	if !errors.Is(err, ErrParent) || !strings.Contains(err.Error(), "no EC2 IMDS role") {
+		t.Fatalf("Retrieve = %v, want ErrParent naming the cause", err)
+	}
+}
+
+// fixed answers every connection with the same bytes, as a hostile or
+// broken parent would.
+func fixed(t *testing.T, answer []byte) *Provider {
+	t.Helper()
+	return &Provider{Dial: func(ctx context.Context) (net.Conn, error) {
+		a, b := net.Pipe()
+		go func() {
+			defer a.Close()
+			a.Write(answer)
+		}()
+		return b, nil
+	}}
+}
+
+func TestProviderRejectsBadAnswers(t *testing.T) {
+	tests := []struct {
+		name, answer, want string
+	}{
+		{"empty", "", "bad answer"},
+		{"not json", "AKID secret", "bad answer"},
+		{"no secret", `{"AccessKeyId":"AKID"}`, "no AccessKeyId or SecretAccessKey"},
+		{"no key id", `{"SecretAccessKey":"s"}`, "no AccessKeyId or SecretAccessKey"},
+		{"unknown field", `{"AccessKeyId":"A","SecretAccessKey":"s","Extra":1}`, "unknown field"},
+		{"trailing object", `{"AccessKeyId":"A","SecretAccessKey":"s"}{"AccessKeyId":"B"}`, "trailing data"},
+		{"bad expiration", `{"AccessKeyId":"A","SecretAccessKey":"s","Expiration":"tomorrow"}`, "bad answer"},
+		{"too long", `{"AccessKeyId":"A","SecretAccessKey":"` + strings.Repeat("s", MaxResponse) + `"}`, "longer than"},
+		{"error", `{"Error":"role detached"}`, "role detached"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fixed(t, []byte(tt.answer)).Retrieve(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Retrieve = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestProviderHonoursContext(t *testing.T) {
+	// A parent that accepts and never answers.
+	p := &Provider{Dial: func(ctx context.Context) (net.Conn, error) {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close() })
+		return b, nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go cancel()
+	if _, err := p.Retrieve(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Retrieve = %v, want context.Canceled", err)
+	}
+}
+
+func TestServeNeedsProvider(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := Serve(context.Background(), l, nil, "x"); err == nil {
+		t.Fatal("Serve without a provider succeeded")
+	}
+}
