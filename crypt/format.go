@@ -155,7 +155,7 @@ func Format(ctx context.Context, dev Device, key []byte, opts *FormatOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	dg, err := makeDigest(o.Rand, vk, o.DigestIterations)
+	dg, err := makeDigest(ctx, o.Rand, vk, o.DigestIterations)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,11 @@ package crypt
 
 import (
 	"context"
-	"crypto/pbkdf2"
+	"crypto/hmac"
+	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
+	"hash"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -83,12 +86,20 @@ func (k KDF) toJSON(salt []byte) kdfJSON {
 	return j
 }
 
-// derive runs the KDF of a validated keyslot. Argon2 and PBKDF2 cannot be
-// interrupted, so derivation runs in its own goroutine and a cancelled ctx
-// returns at once (the goroutine finishes in the background).
+// derive runs the KDF of a validated keyslot. PBKDF2 runs here and checks
+// ctx as it goes. x/crypto/argon2 cannot be interrupted, so argon2 runs in
+// its own goroutine and a cancelled ctx returns at once; that goroutine
+// then finishes in the background, holding the keyslot's memory cost until
+// it does. Validation caps that cost at cryptsetup's limits (4 GiB, and a
+// time cost below 2^32); a caller facing untrusted headers bounds it far
+// lower with a Policy, checked before any KDF runs.
 func (k *kdfJSON) derive(ctx context.Context, password []byte, keyLen int) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if k.Type == "pbkdf2" {
+		h, _ := hashByName(k.Hash)
+		return pbkdf2Key(ctx, h, password, k.Salt, int(k.Iterations), keyLen)
 	}
 	type result struct {
 		key []byte
@@ -96,7 +107,7 @@ func (k *kdfJSON) derive(ctx context.Context, password []byte, keyLen int) ([]by
 	}
 	ch := make(chan result, 1)
 	go func() {
-		key, err := k.deriveNow(password, keyLen)
+		key, err := k.argon2(password, keyLen)
 		ch <- result{key, err}
 	}()
 	select {
@@ -107,15 +118,57 @@ func (k *kdfJSON) derive(ctx context.Context, password []byte, keyLen int) ([]by
 	}
 }
 
-func (k *kdfJSON) deriveNow(password []byte, keyLen int) ([]byte, error) {
+func (k *kdfJSON) argon2(password []byte, keyLen int) ([]byte, error) {
 	switch k.Type {
-	case "pbkdf2":
-		h, _ := hashByName(k.Hash)
-		return pbkdf2.Key(h, string(password), k.Salt, int(k.Iterations), keyLen)
 	case "argon2id":
 		return argon2.IDKey(password, k.Salt, uint32(k.Time), uint32(k.Memory), uint8(k.CPUs), uint32(keyLen)), nil
 	case "argon2i":
 		return argon2.Key(password, k.Salt, uint32(k.Time), uint32(k.Memory), uint8(k.CPUs), uint32(keyLen)), nil
 	}
 	return nil, unsupportedf("kdf %q", k.Type)
+}
+
+// pbkdf2CheckEvery is how many PBKDF2 iterations run between ctx checks:
+// well under a millisecond of work, and negligible overhead.
+const pbkdf2CheckEvery = 1 << 12
+
+// pbkdf2Key is PBKDF2 (RFC 8018 section 5.2) with HMAC over h, checking
+// ctx every pbkdf2CheckEvery iterations: a header may ask for up to 2^32-1
+// iterations (hours), and crypto/pbkdf2 cannot be interrupted.
+func pbkdf2Key(ctx context.Context, h func() hash.Hash, password, salt []byte, iter, keyLen int) ([]byte, error) {
+	if iter < 1 || keyLen < 1 {
+		return nil, fmt.Errorf("%w: pbkdf2 with %d iterations and %d-byte output", ErrInvalidArgument, iter, keyLen)
+	}
+	prf := hmac.New(h, password)
+	hLen := prf.Size()
+	blocks := (keyLen + hLen - 1) / hLen
+	out := make([]byte, 0, blocks*hLen)
+	u := make([]byte, 0, hLen)
+	t := make([]byte, hLen)
+	var idx [4]byte
+	for b := 1; b <= blocks; b++ {
+		prf.Reset()
+		prf.Write(salt)
+		binary.BigEndian.PutUint32(idx[:], uint32(b))
+		prf.Write(idx[:])
+		u = prf.Sum(u[:0])
+		copy(t, u)
+		for i := 1; i < iter; i++ {
+			if i%pbkdf2CheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					clear(t)
+					clear(out)
+					return nil, err
+				}
+			}
+			prf.Reset()
+			prf.Write(u)
+			u = prf.Sum(u[:0])
+			subtle.XORBytes(t, t, u)
+		}
+		out = append(out, t...)
+	}
+	clear(t)
+	clear(u)
+	return out[:keyLen], nil
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/aes"
-	"crypto/pbkdf2"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -54,9 +53,9 @@ func cryptArea(key, buf []byte, decrypt bool) error {
 }
 
 // verifyDigest checks vk against a pbkdf2 digest in constant time.
-func verifyDigest(d *digest, vk []byte) (bool, error) {
+func verifyDigest(ctx context.Context, d *digest, vk []byte) (bool, error) {
 	h, _ := hashByName(d.Hash)
-	got, err := pbkdf2.Key(h, string(vk), d.Salt, int(d.Iterations), len(d.Digest))
+	got, err := pbkdf2Key(ctx, h, vk, d.Salt, int(d.Iterations), len(d.Digest))
 	if err != nil {
 		return false, fmt.Errorf("digest: %w", err)
 	}
@@ -64,13 +63,13 @@ func verifyDigest(d *digest, vk []byte) (bool, error) {
 }
 
 // makeDigest builds a pbkdf2 digest of vk.
-func makeDigest(rnd io.Reader, vk []byte, iterations uint32) (*digest, error) {
+func makeDigest(ctx context.Context, rnd io.Reader, vk []byte, iterations uint32) (*digest, error) {
 	salt := make([]byte, 32)
 	if _, err := io.ReadFull(rnd, salt); err != nil {
 		return nil, fmt.Errorf("digest salt: %w", err)
 	}
 	h, _ := hashByName("sha256")
-	sum, err := pbkdf2.Key(h, string(vk), salt, int(iterations), 32)
+	sum, err := pbkdf2Key(ctx, h, vk, salt, int(iterations), 32)
 	if err != nil {
 		return nil, fmt.Errorf("digest: %w", err)
 	}
@@ -131,8 +130,9 @@ func (h *header) openSlot(ctx context.Context, r io.ReaderAt, id string, passwor
 	}
 	newHash, _ := hashByName(k.AF.Hash)
 	vk := afMerge(newHash, buf, k.KeySize, afStripes)
-	ok, err := verifyDigest(d, vk)
+	ok, err := verifyDigest(ctx, d, vk)
 	if err != nil {
+		clear(vk)
 		return nil, fmt.Errorf("keyslot %s: %w", id, err)
 	}
 	if !ok {

@@ -22,6 +22,8 @@ const (
 	maxSaltLen       = 1024    // far above the 32 bytes cryptsetup writes
 	areaAlign        = 4096    // keyslot areas are 4 KiB aligned
 	maxIterations    = math.MaxUint32
+	digestSaltLen    = 32 // cryptsetup's LUKS_SALTSIZE, required of digests
+	luks1DigestLen   = 20 // cryptsetup's LUKS_DIGESTSIZE
 )
 
 // u64 is a LUKS2 JSON "string-encoded uint64": a JSON string of decimal
@@ -317,14 +319,22 @@ func (md *metadata) validate(hdrSize uint64) error {
 		if d.Type != "pbkdf2" {
 			return unsupportedf("digest %s type %q", id, d.Type)
 		}
-		if _, ok := hashByName(d.Hash); !ok {
+		newHash, ok := hashByName(d.Hash)
+		if !ok {
 			return unsupportedf("digest %s hash %q", id, d.Hash)
 		}
 		if d.Iterations < 1 || d.Iterations > maxIterations {
 			return corruptf("digest %s iterations %d", id, d.Iterations)
 		}
-		if len(d.Salt) == 0 || len(d.Salt) > maxSaltLen || len(d.Digest) == 0 || len(d.Digest) > 64 {
-			return corruptf("digest %s salt or digest length", id)
+		// As cryptsetup verifies: a 32-byte salt, and a digest as long
+		// as the hash's output or 20 bytes (LUKS1's SHA-1 size, kept by
+		// converted headers). A shorter digest would accept a wrong
+		// volume key by chance (1 in 256 for one byte).
+		if len(d.Salt) != digestSaltLen {
+			return corruptf("digest %s salt of %d bytes (want %d)", id, len(d.Salt), digestSaltLen)
+		}
+		if n := len(d.Digest); n != luks1DigestLen && n != newHash().Size() {
+			return corruptf("digest %s of %d bytes (want %d or %d for %s)", id, n, luks1DigestLen, newHash().Size(), d.Hash)
 		}
 		for _, ks := range d.Keyslots {
 			if md.Keyslots[ks] == nil {
