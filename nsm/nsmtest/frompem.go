@@ -1,0 +1,56 @@
+package nsmtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CAFromPEM is a CA whose root is a fixed certificate and P-384 key (PEM
+// blocks CERTIFICATE and PKCS#8 PRIVATE KEY), with a fresh intermediate
+// valid from a day before now for 30 days. Test-only binaries embed such a
+// root so that another process, a test hosting a fake KMS, can trust
+// their documents.
+func CAFromPEM(certPEM, keyPEM []byte, now time.Time) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" || kb == nil || kb.Type != "PRIVATE KEY" {
+		return nil, errors.New("nsmtest: want a PEM CERTIFICATE and a PEM PRIVATE KEY (PKCS#8)")
+	}
+	root, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("nsmtest: root: %w", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("nsmtest: root key: %w", err)
+	}
+	rootKey, ok := k.(*ecdsa.PrivateKey)
+	if !ok || rootKey.Curve != elliptic.P384() || !rootKey.PublicKey.Equal(root.PublicKey) {
+		return nil, errors.New("nsmtest: the key is not the root certificate's P-384 key")
+	}
+	interKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	start := now.Add(-24 * time.Hour)
+	inter, err := issue(&x509.Certificate{
+		Subject:               pkix.Name{CommonName: "intermediate.test.nitro-enclaves", Organization: []string{"nsmtest"}},
+		NotBefore:             start,
+		NotAfter:              start.Add(interValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}, root, &interKey.PublicKey, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{root: root, inter: inter, rootKey: rootKey, interKey: interKey}, nil
+}
