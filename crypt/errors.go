@@ -28,6 +28,9 @@ var (
 	// ErrNoFreeSlot reports that AddKey found no free keyslot or no room in
 	// the keyslots area.
 	ErrNoFreeSlot = errors.New("no free keyslot")
+	// ErrPolicy reports a valid header that OpenWithPolicy's Policy does
+	// not allow; the error is a *PolicyError naming the field.
+	ErrPolicy = errors.New("LUKS2 header refused by policy")
 	// ErrInvalidArgument reports options or arguments that cannot produce a
 	// header cryptsetup accepts.
 	ErrInvalidArgument = errors.New("invalid argument")

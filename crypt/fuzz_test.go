@@ -55,7 +55,7 @@ func sealedImage(js []byte) []byte {
 // -args -update).
 func fuzzSeeds(f *testing.F) [][]byte {
 	var seeds [][]byte
-	for _, p := range []string{fixtureHeader, formatFixture} {
+	for _, p := range []string{fixtureHeader, formatFixture, argon2Fixture} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
@@ -67,7 +67,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 
 const formatFixture = "testdata/format-pbkdf2.hdr"
 
-var update = flag.Bool("update", false, "rewrite testdata/format-pbkdf2.hdr")
+var update = flag.Bool("update", false, "rewrite the testdata header fixtures")
 
 // TestFormatFixture checks the stored Format output still reads as this
 // code expects (and rewrites it with -update).

@@ -13,7 +13,13 @@ type header struct {
 	bin    *binaryHeader
 	md     *metadata
 	offset int64 // where the trusted copy lives
+	// kdf, when set, replaces kdfJSON.derive for unlocking: tests count
+	// KDF runs through it.
+	kdf kdfFunc
 }
+
+// kdfFunc runs a keyslot KDF.
+type kdfFunc func(ctx context.Context, k *kdfJSON, password []byte, keyLen int) ([]byte, error)
 
 // readCopy reads and validates the header copy at off.
 func readCopy(r io.ReaderAt, off int64) (*header, error) {

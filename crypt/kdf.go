@@ -45,6 +45,19 @@ var defaultKDF = KDF{Type: Argon2id, Time: 4, Memory: 64 << 10, Threads: 4}
 // argon2id, 4 passes, 64 MiB, 4 lanes.
 func DefaultKDF() KDF { return defaultKDF }
 
+// MinMachineKeyLen is the shortest key MachineKeyKDF is meant for: 32
+// bytes, 256 bits of entropy when a machine made them.
+const MinMachineKeyLen = 32
+
+// MachineKeyKDF returns PBKDF2-SHA256 with 1000 iterations, the least
+// cryptsetup allows, for keys a machine generated with full entropy and at
+// least MinMachineKeyLen bytes (a KMS data key, a random key, a key file):
+// stretching cannot strengthen a 256-bit random key, so unlocking costs
+// well under a millisecond and no memory instead of seconds and tens of
+// MiB of argon2. systemd-cryptenroll enrolls TPM2, FIDO2 and PKCS#11 keys
+// the same way. Passphrases a person chose need DefaultKDF.
+func MachineKeyKDF() KDF { return KDF{Type: PBKDF2, Iterations: minPBKDF2Iter, Hash: "sha256"} }
+
 // check validates k against cryptsetup's limits, so every header we write
 // is one cryptsetup opens.
 func (k KDF) check() error {

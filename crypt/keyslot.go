@@ -112,7 +112,13 @@ func (md *metadata) slotOrder() []string {
 func (h *header) openSlot(ctx context.Context, r io.ReaderAt, id string, password []byte) ([]byte, error) {
 	k := h.md.Keyslots[id]
 	d := h.md.digestFor(id)
-	slotKey, err := k.KDF.derive(ctx, password, k.Area.KeySize)
+	var slotKey []byte
+	var err error
+	if h.kdf != nil {
+		slotKey, err = h.kdf(ctx, &k.KDF, password, k.Area.KeySize)
+	} else {
+		slotKey, err = k.KDF.derive(ctx, password, k.Area.KeySize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("keyslot %s: %w", id, err)
 	}
