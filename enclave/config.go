@@ -15,6 +15,7 @@ import (
 
 	"github.com/enclave-storage/enclave-storage/crypt"
 	"github.com/enclave-storage/enclave-storage/keys"
+	"github.com/enclave-storage/enclave-storage/nsm"
 	"github.com/enclave-storage/enclave-storage/verity"
 )
 
@@ -90,7 +91,8 @@ type Config struct {
 	ImageExport string `json:"image_export,omitempty"`
 	RunExport   string `json:"run_export,omitempty"`
 	// Key is the run volume's key provider spec (keys.Parse): "file:PATH",
-	// "random:", "env:NAME".
+	// "random:", "env:NAME", "kms:ARN" (sealed in the header, released by
+	// KMS to this attested enclave).
 	Key string `json:"key,omitempty"`
 	// Ephemeral makes the run volume scratch space, formatted afresh on
 	// every launch. It is required with a "random:" key (which cannot
@@ -117,6 +119,11 @@ type Config struct {
 	// verity parameters; tests point them elsewhere.
 	CmdlinePath    string `json:"-"`
 	VerityJSONPath string `json:"-"`
+
+	// Attester, when set, replaces /dev/nsm for kms: keys. Only
+	// nbd-enclave built with the fakensm tag (tests) sets it; no
+	// configuration file or flag can.
+	Attester nsm.Attester `json:"-"`
 
 	// luksFormat, when set, replaces crypt.Format's defaults; the
 	// integration tests use a cheap KDF because argon2id with 64 MiB takes

@@ -64,6 +64,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: key: %w", ErrConfig, err)
 	}
+	if spec, ok := kp.(keys.KMS); ok {
+		if kp, err = kmsSealer(spec, cfg, undo); err != nil {
+			return err
+		}
+	}
 	log.Info("pinned image", "root_hash", params.RootHash.String(), "data_blocks", params.DataBlocks)
 
 	// 2. NBD exports on kernel devices.

@@ -351,14 +351,23 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 		return "", false, err
 	}
 	log.Info("run volume", "device", dev.Path, "state", state.String(), "ephemeral", ephemeral)
-	key, err := kp.Key(ctx, runVolumeName)
-	if err != nil {
-		return "", false, fmt.Errorf("enclave: run volume key: %w", err)
+	// A sealed key (kms:) needs the volume: unlockSealed gets it.
+	sealer, sealed := kp.(keys.Sealer)
+	var key []byte
+	if !sealed {
+		key, err = kp.Key(ctx, runVolumeName)
+		if err != nil {
+			return "", false, fmt.Errorf("enclave: run volume key: %w", err)
+		}
+		defer clear(key)
 	}
-	defer clear(key)
 
 	var vol *crypt.Volume
 	switch {
+	case sealed:
+		if vol, fresh, err = unlockSealed(ctx, f, dev.Export.Name, sealer, state, opts, log); err != nil {
+			return "", false, err
+		}
 	case ephemeral || state == RunBlank:
 		vol, err = crypt.Format(ctx, f, key, opts)
 		if err == nil {

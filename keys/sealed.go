@@ -37,6 +37,8 @@ type Sealed struct {
 //
 // The returned key belongs to the caller, who zeroes it after use.
 type Sealer interface {
+	// TokenType is the type of the LUKS2 tokens it stores (Sealed.Type).
+	TokenType() string
 	Seal(ctx context.Context, b Binding) (key []byte, s Sealed, err error)
 	Unseal(ctx context.Context, b Binding, s Sealed) (key []byte, err error)
 }

@@ -66,6 +66,13 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 		log.Error("configuration", "err", err)
 		return 2
 	}
+	if cfg.Attester, err = testAttester(); err != nil {
+		log.Error("test NSM", "err", err)
+		return 1
+	}
+	if cfg.Attester != nil {
+		log.Warn("built with the fakensm tag: attestation documents come from a test NSM that no real KMS key policy accepts")
+	}
 	err = enclave.Run(ctx, cfg, log)
 	if err == nil {
 		return 0
@@ -91,7 +98,7 @@ func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
 		parent      = fs.String("parent", "", "nbd-parent address: vsock://CID:PORT, tcp://HOST:PORT or unix:///PATH (default "+enclave.DefaultParent+")")
 		imageExport = fs.String("image-export", "", "NBD export of the verity image (default "+enclave.DefaultImageExport+")")
 		runExport   = fs.String("run-export", "", "NBD export of the encrypted run volume (default "+enclave.DefaultRunExport+")")
-		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME or random: (with --ephemeral)")
+		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME, random: (with --ephemeral) or kms:ARN[,OPTIONS] (see below)")
 		ephemeral   = fs.Bool("ephemeral", false, "format the run volume on every launch (scratch space; needs --key random:)")
 		lower       = fs.String("lower", "", "mount point of the image (default "+enclave.DefaultLowerDir+")")
 		upper       = fs.String("upper", "", "mount point of the run volume (default "+enclave.DefaultUpperDir+")")
@@ -117,6 +124,18 @@ Example (loopback test against nbd-parent on vsock CID 1):
 
 Flags override %s. Arguments after -- replace the image's
 entrypoint and command.
+
+Keys from KMS: --key kms:arn:aws:kms:REGION:ACCOUNT:key/ID seals the run
+volume's key with AWS KMS, which releases it only to this enclave's Nitro
+attestation (the key policy names the PCRs). The first launch asks KMS for
+a data key (GenerateDataKey) and stores its ciphertext as a LUKS2 token
+("enclave-storage-kms", keyslot 0); later launches Decrypt it. KMS is
+reached through nbd-parent's vsock forwarder (--forward), with TLS ending
+in the enclave; credentials come from nbd-parent (--credentials).
+Comma-separated options after the ARN: cid=N (parent's vsock CID, default 3),
+port=N (forwarder port, default 8000), credentials-port=N (default 8001),
+ca=/PATH (PEM root CAs instead of the built-in bundle). A LUKS volume
+without the token is refused, never reformatted.
 
 Flags:
 `, enclave.DefaultConfigJSONPath)

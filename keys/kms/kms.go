@@ -110,6 +110,9 @@ func (s *Sealer) Key(ctx context.Context, volume string) ([]byte, error) {
 	return nil, fmt.Errorf("kms key %s for %q: %w", s.KeyARN, volume, keys.ErrSealedKey)
 }
 
+// TokenType implements keys.Sealer.
+func (s *Sealer) TokenType() string { return TokenType }
+
 // token is the JSON of a TokenType token besides type and keyslots.
 type token struct {
 	KeyARN     string            `json:"key_arn"`
