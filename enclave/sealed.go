@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -37,7 +36,7 @@ const sealedSlot = 0
 func unlockSealed(ctx context.Context, f *os.File, export string, s keys.Sealer, state RunState, opts *crypt.FormatOptions, log *slog.Logger) (*crypt.Volume, bool, error) {
 	switch state {
 	case RunBlank:
-		uuid, err := newUUID(rand.Reader)
+		uuid, err := crypt.NewUUID(rand.Reader)
 		if err != nil {
 			return nil, false, fmt.Errorf("enclave: %w", err)
 		}
@@ -105,17 +104,3 @@ func unlockSealed(ctx context.Context, f *os.File, export string, s keys.Sealer,
 		return nil, false, fmt.Errorf("%w: %s", ErrForeignRun, f.Name())
 	}
 }
-
-// newUUID returns a random (version 4) UUID in canonical form. The sealed
-// key is bound to the header's UUID, so it is chosen before the header is
-// written.
-func newUUID(rnd io.Reader) (string, error) {
-	var u [16]byte
-	if _, err := io.ReadFull(rnd, u[:]); err != nil {
-		return "", err
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]), nil
-}
-

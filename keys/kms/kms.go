@@ -364,9 +364,11 @@ func sentPCRs(doc []byte) map[int][]byte {
 	}
 	m := map[int][]byte{}
 	for _, n := range policyPCRs {
-		if v, ok := d.PCRs[n]; ok && !allZero(v) || ok && n != 8 {
-			m[n] = v
+		v, ok := d.PCRs[n]
+		if !ok || n == 8 && allZero(v) { // PCR8 is zero for unsigned images
+			continue
 		}
+		m[n] = v
 	}
 	return m
 }

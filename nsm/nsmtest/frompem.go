@@ -35,11 +35,16 @@ func CAFromPEM(certPEM, keyPEM []byte, now time.Time) (*CA, error) {
 	if !ok || rootKey.Curve != elliptic.P384() || !rootKey.PublicKey.Equal(root.PublicKey) {
 		return nil, errors.New("nsmtest: the key is not the root certificate's P-384 key")
 	}
+	return withIntermediate(root, rootKey, now.Add(-24*time.Hour))
+}
+
+// withIntermediate completes a CA with a fresh intermediate, valid from
+// start for 30 days, issued by the root.
+func withIntermediate(root *x509.Certificate, rootKey *ecdsa.PrivateKey, start time.Time) (*CA, error) {
 	interKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	start := now.Add(-24 * time.Hour)
 	inter, err := issue(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: "intermediate.test.nitro-enclaves", Organization: []string{"nsmtest"}},
 		NotBefore:             start,

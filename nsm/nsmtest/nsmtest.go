@@ -64,23 +64,7 @@ func NewCAAt(now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	interKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	inter, err := issue(&x509.Certificate{
-		Subject:               pkix.Name{CommonName: "intermediate.test.nitro-enclaves", Organization: []string{"nsmtest"}},
-		NotBefore:             start,
-		NotAfter:              start.Add(interValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}, root, &interKey.PublicKey, rootKey)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{root: root, inter: inter, rootKey: rootKey, interKey: interKey}, nil
+	return withIntermediate(root, rootKey, start)
 }
 
 func issue(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
