@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,6 +88,33 @@ func TestUnlockSealed(t *testing.T) {
 	}
 	if sum(t, f) != before {
 		t.Error("unlocking an existing volume wrote to it")
+	}
+
+	// The oracle: cryptsetup reads the header with our token and opens
+	// keyslot 0 with the data key KMS releases.
+	cs, err := exec.LookPath("cryptsetup")
+	if err != nil {
+		t.Skip("cryptsetup not installed (apt-get install cryptsetup-bin); oracle part skipped")
+	}
+	dump, err := exec.Command(cs, "luksDump", f.Name()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cryptsetup luksDump: %v\n%s", err, dump)
+	}
+	for _, want := range []string{"enclave-storage-kms", "PBKDF:      pbkdf2", "Keyslot:    0"} {
+		if !strings.Contains(string(dump), want) {
+			t.Errorf("cryptsetup luksDump lacks %q:\n%s", want, dump)
+		}
+	}
+	key, err := s.Unseal(ctx, keys.Binding{UUID: info.UUID, Export: "run"}, keys.Sealed{Type: info.Tokens[0].Type, Fields: info.Tokens[0].Fields})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(cs, "open", "--test-passphrase", "--key-slot", "0", "--key-file", keyFile, f.Name()).CombinedOutput(); err != nil {
+		t.Fatalf("cryptsetup open --test-passphrase with the unsealed key: %v\n%s", err, out)
 	}
 }
 
