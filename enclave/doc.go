@@ -31,7 +31,13 @@
 //     mkfs) is ErrNoFilesystem, again without reformatting. Ephemeral
 //     configurations (random: keys) format on every launch. The ext4
 //     filesystem is mounted at /mnt/upper; its journal is replayed by the
-//     kernel on mount, which is the whole fsck policy.
+//     kernel on mount, which is the whole fsck policy. A kms: key is
+//     sealed in the header instead (keys.Sealer, package keys/kms): a blank
+//     volume gets a UUID, a KMS data key sealed to it and the export, and
+//     a header carrying the blob as an "enclave-storage-kms" token on
+//     keyslot 0; a LUKS volume must pass crypt.EnclavePolicy and hold that
+//     token (else ErrNoToken), whose blob KMS decrypts for this attested
+//     enclave only. A refusal leaves the volume untouched.
 //  5. An overlay of /mnt/lower under /mnt/upper/root (work dir
 //     /mnt/upper/work) is mounted at /mnt/root with /dev, /proc and /sys
 //     bound in, and the application (Config.App, the image's entrypoint,

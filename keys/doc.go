@@ -20,11 +20,29 @@
 //     child processes, crash dumps): meant for tests and development.
 //
 // Parse builds a Provider from a short spec ("random:", "file:/etc/key",
-// "env:NAME") so commands can take a --key flag.
+// "env:NAME", "kms:arn:aws:kms:REGION:ACCOUNT:key/ID[,options]") so
+// commands can take a --key flag.
 //
-// A provider that releases a key only to an attested enclave (AWS KMS with a
-// Nitro attestation document bound to the enclave's PCRs) fits the same
-// interface: Key would send the attestation document with the request and
-// decrypt the ciphertext KMS returns. It is not written yet; it belongs in
-// this package as another Provider and another Parse scheme.
+// Sealed keys. A key that a third party releases only to an attested
+// enclave does not fit Provider: a new volume needs a fresh key and a blob
+// to store next to it, an existing volume needs that blob back. Sealer
+// says so:
+//
+//	type Sealer interface {
+//		TokenType() string
+//		Seal(ctx, Binding) (key []byte, s Sealed, err error)
+//		Unseal(ctx, Binding, Sealed) (key []byte, err error)
+//	}
+//
+// Binding names the volume (its LUKS2 UUID and NBD export) so the blob is
+// bound to it; Sealed is a LUKS2 token's type and fields, which the caller
+// stores in the volume's header bound to the keyslot the key opens. Seal
+// runs before the header exists (the caller picks the UUID first), so a
+// refused Seal writes nothing.
+//
+// "kms:ARN" parses to KMS, which describes the key and how to reach KMS
+// from the enclave (vsock ports of the parent's forwarder and credentials
+// server, optional CA file); package keys/kms implements the Sealer (AWS
+// KMS with a Nitro attestation document as the recipient). As a Provider,
+// KMS only returns ErrSealedKey.
 package keys
