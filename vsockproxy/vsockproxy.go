@@ -40,11 +40,8 @@ type Proxy struct {
 // port from 1 to 65535.
 func ParseTarget(s string) (host string, port uint16, err error) {
 	h, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", 0, fmt.Errorf("vsockproxy: target %q: %w", s, err)
-	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if h == "" || err != nil || n == 0 {
+	n, perr := strconv.ParseUint(p, 10, 16)
+	if err != nil || perr != nil || h == "" || n == 0 {
 		return "", 0, fmt.Errorf("vsockproxy: target %q: want HOST:PORT with a port from 1 to 65535", s)
 	}
 	return h, uint16(n), nil

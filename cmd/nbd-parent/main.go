@@ -27,8 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/enclave-storage/enclave-storage/nbd"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdconfig"
+	"github.com/enclave-storage/enclave-storage/parentcreds"
+	"github.com/enclave-storage/enclave-storage/vsockproxy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,6 +57,22 @@ The same from a configuration file (flags add to it):
       {"name": "run", "path": "/srv/app/run.img", "size": "8GiB"}
     ]
   }
+
+An enclave whose run volume key comes from AWS KMS (key spec kms:ARN) also
+needs a way to KMS and the instance role's credentials: forward a vsock port
+to the region's KMS endpoint, and only there (TLS ends in the enclave), and
+serve the credentials on another port:
+
+  nbd-parent --listen vsock://:10809 \
+      --export image=/srv/app/rootfs.img,ro \
+      --export run=/srv/app/run.img,size=8G --default image \
+      --forward vsock://:8000=kms.us-east-1.amazonaws.com:443 \
+      --credentials vsock://:8001
+
+Credentials come from the AWS default chain (environment, shared config,
+the instance role through IMDS); the region from --region, the AWS
+configuration or IMDS. In the configuration file: "forward", "credentials"
+and "region".
 
 A read-write export with a size is created sparse the first time and never
 resized: an existing file of another size is refused. Each file is locked
@@ -89,6 +108,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.Var(&listens, "listen", "listen `URL`: vsock://[CID]:PORT, tcp://HOST:PORT or unix:///PATH (repeatable)")
+	var forwards, credListens listFlag
+	region := fs.String("region", "", "AWS `region` given to the enclave with the credentials (default: AWS config, then IMDS)")
+	fs.Var(&forwards, "forward", "forward connections to one TCP target: `LISTEN=HOST:PORT`, e.g. vsock://:8000=kms.us-east-1.amazonaws.com:443 (repeatable)")
+	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on listen `URL`, e.g. vsock://:8001 (repeatable)")
 	fs.Var(&exports, "export", "serve a file: `NAME=PATH[,ro][,size=SIZE][,desc=TEXT]` (repeatable)")
 	for _, a := range args {
 		if a == "--" {
@@ -129,6 +152,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cfg.Listen = append(cfg.Listen, listens...)
+	cfg.Forward = append(cfg.Forward, forwards...)
+	cfg.Credentials = append(cfg.Credentials, credListens...)
+	if *region != "" {
+		cfg.Region = *region
+	}
 	for _, s := range exports {
 		e, err := nbdconfig.ParseExport(s)
 		if err != nil {
@@ -201,6 +229,22 @@ func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *sl
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var wg sync.WaitGroup
+	helpers, err := kmsHelpers(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, len(cfg.Listen)+len(helpers))
+	for _, h := range helpers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h(ctx); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
 	var listeners []net.Listener
 	for _, s := range cfg.Listen {
 		a, _ := nbdconfig.ParseListen(s) // checked by Validate
@@ -209,14 +253,14 @@ func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *sl
 			for _, l := range listeners {
 				l.Close()
 			}
+			cancel()
+			wg.Wait()
 			return err
 		}
 		listeners = append(listeners, l)
 		log.Info("listening", "addr", a.String(), "local", l.Addr().String())
 	}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
@@ -256,4 +300,70 @@ func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *sl
 		log.Info("stopped cleanly; exports flushed")
 	}
 	return err
+}
+
+// kmsHelpers opens the listeners of the forwarders and the credentials
+// endpoints (see packages vsockproxy and parentcreds) and returns the
+// functions serving them until ctx is done.
+func kmsHelpers(ctx context.Context, cfg *nbdconfig.Config, reg *prometheus.Registry, log *slog.Logger) (serve []func(context.Context) error, err error) {
+	var opened []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range opened {
+				l.Close()
+			}
+		}
+	}()
+	listen := func(a nbdconfig.Addr, what string) (net.Listener, error) {
+		l, err := nbdconfig.Listen(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		opened = append(opened, l)
+		log.Info("listening", "addr", a.String(), "local", l.Addr().String(), "serves", what)
+		return l, nil
+	}
+	var metrics *vsockproxy.Metrics
+	if cfg.MetricsAddr != "" && len(cfg.Forward) > 0 {
+		if metrics, err = vsockproxy.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range cfg.Forward {
+		f, _ := nbdconfig.ParseForward(s) // checked by Validate
+		l, err := listen(f.Listen, "forward to "+f.Target)
+		if err != nil {
+			return nil, err
+		}
+		p := &vsockproxy.Proxy{Target: f.Target, Logger: log.With("forward", f.Target), Metrics: metrics}
+		serve = append(serve, func(ctx context.Context) error { return p.Serve(ctx, l) })
+	}
+	if len(cfg.Credentials) == 0 {
+		return serve, nil
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithEC2IMDSRegion())
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.Region != "" {
+		awsCfg.Region = cfg.Region
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("--credentials: no AWS region: set --region, AWS_REGION or run on EC2")
+	}
+	if c, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
+		log.Warn("no AWS credentials yet; the enclave will be told why", "err", err)
+	} else {
+		log.Info("AWS credentials", "source", c.Source, "access_key_id", c.AccessKeyID, "region", awsCfg.Region)
+	}
+	for _, s := range cfg.Credentials {
+		a, _ := nbdconfig.ParseListen(s) // checked by Validate
+		l, err := listen(a, "AWS credentials")
+		if err != nil {
+			return nil, err
+		}
+		cs := &parentcreds.Server{Credentials: awsCfg.Credentials, Region: awsCfg.Region, Logger: log.With("credentials", a.String())}
+		serve = append(serve, func(ctx context.Context) error { return cs.Serve(ctx, l) })
+	}
+	return serve, nil
 }

@@ -27,7 +27,7 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`} {
+	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`, "--forward vsock://:8000=kms.us-east-1.amazonaws.com:443", "--credentials vsock://:8001"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}
@@ -46,6 +46,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad export", []string{"--export", "oops"}, "NAME=PATH"},
 		{"bad listen", []string{"--listen", "udp://:1", "--export", "a=/a"}, "scheme"},
 		{"bad default", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--default", "b"}, "default export"},
+		{"bad forward", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--forward", "vsock://:8000=kms"}, "HOST:PORT"},
+		{"bad credentials", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--credentials", "8001"}, "scheme"},
 		{"stray argument", []string{"serve"}, "unexpected arguments"},
 		{"missing config", []string{"--config", filepath.Join(dir, "nope.json")}, "no such file"},
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/enclave-storage/enclave-storage/vsockproxy"
 )
 
 // Config is the daemon's configuration.
@@ -16,6 +18,39 @@ type Config struct {
 	DefaultExport string   `json:"default_export,omitempty"`
 	MetricsAddr   string   `json:"metrics_addr,omitempty"`
 	Exports       []Export `json:"exports"`
+	// Forward lists LISTEN=HOST:PORT forwarders (see ParseForward), e.g.
+	// "vsock://:8000=kms.us-east-1.amazonaws.com:443".
+	Forward []string `json:"forward,omitempty"`
+	// Credentials lists listen addresses serving the instance role's
+	// temporary AWS credentials to the enclave (package parentcreds).
+	Credentials []string `json:"credentials,omitempty"`
+	// Region is the AWS region passed to the enclave with the credentials;
+	// empty: from the AWS configuration or the instance metadata.
+	Region string `json:"region,omitempty"`
+}
+
+// Forward is one forwarder: connections accepted on Listen are pumped to
+// Target, and only there.
+type Forward struct {
+	Listen Addr
+	Target string // HOST:PORT
+}
+
+// ParseForward parses LISTEN=HOST:PORT, e.g.
+// "vsock://:8000=kms.us-east-1.amazonaws.com:443".
+func ParseForward(s string) (Forward, error) {
+	l, target, ok := strings.Cut(s, "=")
+	if !ok {
+		return Forward{}, fmt.Errorf("nbdconfig: forward %q: want LISTEN=HOST:PORT", s)
+	}
+	a, err := ParseListen(l)
+	if err != nil {
+		return Forward{}, fmt.Errorf("nbdconfig: forward %q: %w", s, err)
+	}
+	if _, _, err := vsockproxy.ParseTarget(target); err != nil {
+		return Forward{}, fmt.Errorf("nbdconfig: forward %q: %w", s, err)
+	}
+	return Forward{Listen: a, Target: target}, nil
 }
 
 // Export is one served file.
@@ -161,8 +196,13 @@ func (c *Config) Validate() error {
 	if c.DefaultExport != "" && !seen[c.DefaultExport] {
 		return fmt.Errorf("nbdconfig: default export %q is not configured", c.DefaultExport)
 	}
-	for _, l := range c.Listen {
+	for _, l := range append(append([]string(nil), c.Listen...), c.Credentials...) {
 		if _, err := ParseListen(l); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.Forward {
+		if _, err := ParseForward(f); err != nil {
 			return err
 		}
 	}

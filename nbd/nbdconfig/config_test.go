@@ -81,6 +81,36 @@ func TestParseListen(t *testing.T) {
 	}
 }
 
+func TestParseForward(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Forward
+		err  string
+	}{
+		{"vsock://:8000=kms.us-east-1.amazonaws.com:443", Forward{Addr{Network: "vsock", Port: 8000}, "kms.us-east-1.amazonaws.com:443"}, ""},
+		{"unix:///run/kms.sock=127.0.0.1:8443", Forward{Addr{Network: "unix", Address: "/run/kms.sock"}, "127.0.0.1:8443"}, ""},
+		{"tcp://127.0.0.1:8000=[::1]:443", Forward{Addr{Network: "tcp", Address: "127.0.0.1:8000"}, "[::1]:443"}, ""},
+		{"vsock://:8000", Forward{}, "LISTEN=HOST:PORT"},
+		{"vsock://:8000=kms.us-east-1.amazonaws.com", Forward{}, "want HOST:PORT"},
+		{"vsock://:8000=:443", Forward{}, "want HOST:PORT"},
+		{"vsock://:8000=host:0", Forward{}, "want HOST:PORT"},
+		{"vsock://:8000=host:https", Forward{}, "want HOST:PORT"},
+		{"udp://:8000=host:443", Forward{}, "scheme"},
+	}
+	for _, tt := range tests {
+		got, err := ParseForward(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseForward(%q) = %v, want error containing %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseForward(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	good := `{
@@ -119,6 +149,10 @@ func TestLoad(t *testing.T) {
 		{"no path", `{"listen":["tcp://:1"],"exports":[{"name":"a"}]}`, nil, "", "no path"},
 		{"bad default", `{"listen":["tcp://:1"],"default_export":"b","exports":[{"name":"a","path":"/a"}]}`, nil, "", "default export"},
 		{"bad listen", `{"listen":["udp://:1"],"exports":[{"name":"a","path":"/a"}]}`, nil, "", "scheme"},
+		{"kms", `{"listen":["vsock://:10809"],"exports":[{"name":"a","path":"/a"}],"forward":["vsock://:8000=kms.us-east-1.amazonaws.com:443"],"credentials":["vsock://:8001"],"region":"us-east-1"}`,
+			&Config{Listen: []string{"vsock://:10809"}, Exports: []Export{{Name: "a", Path: "/a"}}, Forward: []string{"vsock://:8000=kms.us-east-1.amazonaws.com:443"}, Credentials: []string{"vsock://:8001"}, Region: "us-east-1"}, "", ""},
+		{"bad forward", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"forward":["vsock://:8000"]}`, nil, "", "LISTEN=HOST:PORT"},
+		{"bad credentials", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"credentials":["http://:1"]}`, nil, "", "scheme"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

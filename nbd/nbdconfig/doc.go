@@ -20,6 +20,14 @@
 // vsock://:PORT (any local CID), vsock://CID:PORT, tcp://HOST:PORT and
 // unix:///ABSOLUTE/PATH.
 //
+// For an enclave whose run volume key comes from AWS KMS, the daemon also
+// forwards a vsock port to the KMS endpoint and serves the instance role's
+// credentials:
+//
+//	"forward": ["vsock://:8000=kms.us-east-1.amazonaws.com:443"],
+//	"credentials": ["vsock://:8001"],
+//	"region": "us-east-1"
+//
 // It uses encoding/json rather than a richer format so the daemon needs no
 // further dependencies; unknown fields are rejected so typos fail loudly.
 package nbdconfig
