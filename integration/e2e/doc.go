@@ -13,6 +13,12 @@
 //   - nbd-parent killed (SIGKILL) during writes and restarted: the next
 //     launch opens the volume and the fsync'd data is intact;
 //   - the read-only image export cannot be written from the enclave.
+//   - TestKMS (issue 10): nbd-enclave built with the fakensm tag gets its
+//     key from a fake KMS the test hosts on 127.0.0.1, through nbd-parent's
+//     vsock forwarder and credentials server: the first launch formats
+//     with a KMS data key, the second reopens, a changed PCR policy is
+//     refused with the run image unchanged; it prints the unlock times as
+//     "E2E-KMS-TIMING".
 //
 // The scenarios are behind the "integration && linux" build tags; each
 // prints "SCENARIO name PASS|FAIL seconds" and the mount time as

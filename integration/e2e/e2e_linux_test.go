@@ -302,6 +302,8 @@ func (p *proc) stop(t *testing.T) {
 // launch options for one nbd-enclave run.
 type launch struct {
 	key                 string   // default r.key
+	keySpec             string   // --key verbatim, instead of file:key
+	bin                 string   // default r.enclaveBin
 	cmdline, verityJSON string   // default the correct pin
 	flags               []string // more nbd-enclave flags
 }
@@ -317,10 +319,16 @@ func (r *rig) enclave(t *testing.T, l launch, script string) (p *proc, root stri
 	if l.cmdline == "" {
 		l.cmdline, l.verityJSON = r.cmdline, r.verityJSON
 	}
+	if l.keySpec == "" {
+		l.keySpec = "file:" + l.key
+	}
+	if l.bin == "" {
+		l.bin = r.enclaveBin
+	}
 	mnt := t.TempDir()
 	root = filepath.Join(mnt, "root")
-	return start(t, r.enclaveBin, append([]string{
-		"--parent", fmt.Sprintf("vsock://1:%d", r.port), "--key", "file:" + l.key,
+	return start(t, l.bin, append([]string{
+		"--parent", fmt.Sprintf("vsock://1:%d", r.port), "--key", l.keySpec,
 		"--lower", filepath.Join(mnt, "lower"), "--upper", filepath.Join(mnt, "upper"), "--root", root,
 		"--mkfs", r.mkfs, "--cmdline", l.cmdline, "--verity-json", l.verityJSON,
 		"--stop-grace", "5s", "--nbd-dead-conn-timeout", "60s"},
