@@ -14,7 +14,6 @@ import (
 	"io"
 	"maps"
 	"math/big"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -23,7 +22,6 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/enclave-storage/enclave-storage/cms"
 	"github.com/enclave-storage/enclave-storage/keys"
@@ -276,8 +274,9 @@ func (s *Sealer) release(ctx context.Context, op string, call func(context.Conte
 		if ctx.Err() != nil {
 			return nil, fail(ErrUnreachable, fmt.Errorf("%w (after %d attempts: %w)", ctx.Err(), attempt, err))
 		}
-		if !retryable(err) {
-			return nil, fail(ErrRefused, err)
+		kind, retry := classify(err)
+		if !retry {
+			return nil, fail(kind, err)
 		}
 		if attempt >= rt.Attempts {
 			return nil, fail(ErrUnreachable, fmt.Errorf("%d attempts: %w", attempt, err))
@@ -303,25 +302,25 @@ func (s *Sealer) release(ctx context.Context, op string, call func(context.Conte
 	return key, nil
 }
 
-// retryable reports whether err may pass on a later attempt: no answer at
-// all (connection refused or reset, timeouts) or KMS saying so. A TLS
-// certificate that does not verify is not: retrying changes nothing.
-func retryable(err error) bool {
+// classify says what a failed call means. An answer from KMS is a
+// refusal, never retried, unless KMS says to try again (throttling,
+// internal errors). No answer at all (connection refused or reset,
+// timeouts, a truncated reply) is retried, except a TLS certificate that
+// does not verify: retrying cannot change it.
+func classify(err error) (kind error, retry bool) {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode() {
 		case "ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "LimitExceededException", "ServiceUnavailable", "InternalFailure":
-			return true
+			return ErrUnreachable, true
 		}
-		return false
+		return ErrRefused, false
 	}
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &cv) {
-		return false
+		return ErrUnreachable, false
 	}
-	var send *smithyhttp.RequestSendError
-	var ne net.Error
-	return errors.As(err, &send) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
+	return ErrUnreachable, true
 }
 
 // Error is a failure to get the key from KMS, naming the key and the PCRs

@@ -3,6 +3,7 @@ package kms_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -108,18 +109,21 @@ func TestFailures(t *testing.T) {
 		name      string
 		setup     func()
 		unreach   bool
+		roots     *x509.CertPool // nil: the fake's CA
 		binding   keys.Binding
 		sealed    keys.Sealed
 		want      error
 		wantCalls int64
 		namesPCRs bool
 	}{
-		{"wrong PCRs", func() { env.KMS.SetRequiredPCRs(map[int][]byte{0: kmsenv.PCR(0xee)}) }, false, vol, sealed, kms.ErrRefused, 1, true},
-		{"unreachable", nil, true, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
-		{"blob does not decrypt", nil, false, vol, corrupt, kms.ErrRefused, 1, true},
-		{"KMS outage outlasting the retries", func() { env.KMS.SetFailures(100) }, false, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
-		{"another volume's token", nil, false, keys.Binding{UUID: "00000000-0000-4000-8000-000000000000", Export: "run"}, sealed, kms.ErrToken, 0, false},
-		{"another export's token", nil, false, keys.Binding{UUID: vol.UUID, Export: "other"}, sealed, kms.ErrToken, 0, false},
+		{"wrong PCRs", func() { env.KMS.SetRequiredPCRs(map[int][]byte{0: kmsenv.PCR(0xee)}) }, false, nil, vol, sealed, kms.ErrRefused, 1, true},
+		{"unreachable", nil, true, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
+		{"blob does not decrypt", nil, false, nil, vol, corrupt, kms.ErrRefused, 1, true},
+		{"KMS outage outlasting the retries", func() { env.KMS.SetFailures(100) }, false, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
+		{"KMS outage shorter than the retries", func() { env.KMS.SetFailures(2) }, false, nil, vol, sealed, nil, 3, false},
+		{"TLS certificate from an untrusted CA", nil, false, x509.NewCertPool(), vol, sealed, kms.ErrUnreachable, 1, true},
+		{"another volume's token", nil, false, nil, keys.Binding{UUID: "00000000-0000-4000-8000-000000000000", Export: "run"}, sealed, kms.ErrToken, 0, false},
+		{"another export's token", nil, false, nil, keys.Binding{UUID: vol.UUID, Export: "other"}, sealed, kms.ErrToken, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,14 +136,23 @@ func TestFailures(t *testing.T) {
 			if tt.unreach {
 				s = env.UnreachableSealer(t, kmsenv.FastRetry)
 			}
+			if tt.roots != nil {
+				s = env.SealerTrusting(tt.roots, kmsenv.FastRetry)
+			}
 			c := &counting{API: s.KMS}
 			s.KMS = c
 			key, err := s.Unseal(ctx, tt.binding, tt.sealed)
-			if !errors.Is(err, tt.want) || key != nil {
-				t.Fatalf("Unseal = %x, %v; want %v", key, err, tt.want)
-			}
 			if n := c.calls.Load(); n != tt.wantCalls {
 				t.Errorf("%d KMS calls, want %d", n, tt.wantCalls)
+			}
+			if tt.want == nil {
+				if err != nil || len(key) != kms.KeySize {
+					t.Fatalf("Unseal = %x, %v; want the key after the retries", key, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || key != nil {
+				t.Fatalf("Unseal = %x, %v; want %v", key, err, tt.want)
 			}
 			msg := err.Error()
 			if tt.namesPCRs {

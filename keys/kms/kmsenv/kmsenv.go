@@ -6,6 +6,7 @@ package kmsenv
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -74,7 +75,17 @@ func (e *Env) UnreachableSealer(t testing.TB, r kms.Retry) *kms.Sealer {
 	return e.sealer(addr, r)
 }
 
+// SealerTrusting returns a Sealer that checks the fake KMS's TLS
+// certificate against roots instead of the fake's own CA.
+func (e *Env) SealerTrusting(roots *x509.CertPool, r kms.Retry) *kms.Sealer {
+	return e.sealerWith(strings.TrimPrefix(e.KMS.URL(), "https://"), roots, r)
+}
+
 func (e *Env) sealer(addr string, r kms.Retry) *kms.Sealer {
+	return e.sealerWith(addr, e.KMS.RootCAs(), r)
+}
+
+func (e *Env) sealerWith(addr string, roots *x509.CertPool, r kms.Retry) *kms.Sealer {
 	dial := func(ctx context.Context) (net.Conn, error) {
 		e.Dials.Add(1)
 		var d net.Dialer
@@ -85,7 +96,7 @@ func (e *Env) sealer(addr string, r kms.Retry) *kms.Sealer {
 	})
 	return &kms.Sealer{
 		KeyARN: KeyARN,
-		KMS:    kms.NewClient(Region, e.KMS.Host(), dial, e.KMS.RootCAs(), creds),
+		KMS:    kms.NewClient(Region, e.KMS.Host(), dial, roots, creds),
 		NSM:    e.NSM,
 		Retry:  r,
 	}
