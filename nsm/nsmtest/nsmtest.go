@@ -52,14 +52,7 @@ func NewCAAt(now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "test.nitro-enclaves", Organization: []string{"nsmtest"}},
-		NotBefore:             start,
-		NotAfter:              start.Add(rootValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	rootTmpl := caTemplate("test.nitro-enclaves", start, rootValidity)
 	root, err := issue(rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
@@ -68,19 +61,25 @@ func NewCAAt(now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	inter, err := issue(&x509.Certificate{
-		Subject:               pkix.Name{CommonName: "intermediate.test.nitro-enclaves", Organization: []string{"nsmtest"}},
-		NotBefore:             start,
-		NotAfter:              start.Add(interValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}, root, &interKey.PublicKey, rootKey)
+	interTmpl := caTemplate("intermediate.test.nitro-enclaves", start, interValidity)
+	interTmpl.MaxPathLenZero = true
+	inter, err := issue(interTmpl, root, &interKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
 	}
 	return &CA{root: root, inter: inter, rootKey: rootKey, interKey: interKey}, nil
+}
+
+// caTemplate is a CA certificate template with the key usages of AWS's.
+func caTemplate(cn string, start time.Time, validity time.Duration) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"nsmtest"}},
+		NotBefore:             start,
+		NotAfter:              start.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
 }
 
 func issue(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
