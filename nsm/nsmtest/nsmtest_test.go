@@ -1,6 +1,7 @@
 package nsmtest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -129,6 +130,70 @@ func TestChainShapeOpenSSL(t *testing.T) {
 		}
 		if err := opensslVerify(t, d, d.Timestamp.Add(3*time.Hour+time.Minute)); err == nil {
 			t.Errorf("%s: openssl verify accepted the chain after the leaf expired", name)
+		}
+	}
+}
+
+// TestCAPEMRoundTrip: a CA read back from PEM (as a test-only binary in
+// another process would) signs documents the original CA's roots accept.
+func TestCAPEMRoundTrip(t *testing.T) {
+	ca, err := nsmtest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ca.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := nsmtest.ParseCA(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := (&nsmtest.Fake{CA: back}).Attest(context.Background(), nsm.Request{Nonce: []byte("n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nsm.Verify(doc, ca.Roots(), time.Now()); err != nil {
+		t.Fatalf("Verify with the original roots: %v", err)
+	}
+	other, err := nsmtest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, _ := other.PEM()
+	// Certificates of one CA with the key of another are refused.
+	mixed := append(bytes.Clone(b[:bytes.Index(b, []byte("-----BEGIN PRIVATE KEY"))]), ob[bytes.Index(ob, []byte("-----BEGIN PRIVATE KEY")):]...)
+	if _, err := nsmtest.ParseCA(mixed); err == nil {
+		t.Fatal("ParseCA accepted another CA's key")
+	}
+	if _, err := nsmtest.ParseCA(ca.RootPEM()); err == nil {
+		t.Fatal("ParseCA accepted a root alone")
+	}
+}
+
+// TestExpiredIntermediate: a leaf valid at the time of verification does
+// not help when its intermediate (30 days, like AWS's regional ones) has
+// expired.
+func TestExpiredIntermediate(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	ca, err := nsmtest.NewCAAt(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		at   time.Time
+		want bool
+	}{{t0, true}, {t0.Add(28 * 24 * time.Hour), true}, {t0.Add(30 * 24 * time.Hour), false}} {
+		doc, err := (&nsmtest.Fake{CA: ca, Now: func() time.Time { return c.at }}).Attest(context.Background(), nsm.Request{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = nsm.Verify(doc, ca.Roots(), c.at)
+		if c.want && err != nil {
+			t.Errorf("at %v: %v", c.at, err)
+		}
+		if !c.want && !errors.Is(err, nsm.ErrCertificate) {
+			t.Errorf("at %v: %v, want ErrCertificate", c.at, err)
 		}
 	}
 }
