@@ -214,34 +214,41 @@ func TestDecryptRefuses(t *testing.T) {
 	}
 }
 
-// TestOpenSSLEncryptsWeDecrypt: OpenSSL's streaming (BER, indefinite length)
-// output for a recipient identified by keyid must open with Decrypt.
+// TestOpenSSLEncryptsWeDecrypt: OpenSSL's streaming output (BER, indefinite
+// lengths, KMS's form) for a recipient identified by keyid must open with
+// Decrypt; so must its non-streaming DER output, the other legal encoding.
 func TestOpenSSLEncryptsWeDecrypt(t *testing.T) {
 	openssl := lookOpenSSL(t)
 	dir := t.TempDir()
 	k := key(t)
 	cert := writeKeyAndCert(t, openssl, dir, k)
-	for _, n := range []int{0, 12, 16, 5000} {
-		pt := bytes.Repeat([]byte("enclave!"), n/8+1)[:n]
-		in := filepath.Join(dir, "pt")
-		if err := os.WriteFile(in, pt, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command(openssl, "cms", "-encrypt", "-binary", "-in", in, "-keyid", "-recip", cert,
-			"-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
-			"-aes-256-cbc", "-stream", "-outform", "DER").Output()
-		if err != nil {
-			t.Fatalf("openssl cms -encrypt: %v", stderr(err))
-		}
-		if len(out) < 4 || out[1] != 0x80 {
-			t.Fatalf("openssl output does not start with an indefinite length: % x", out[:4])
-		}
-		got, err := Decrypt(out, k)
-		if err != nil {
-			t.Fatalf("%d bytes: Decrypt(openssl): %v", n, err)
-		}
-		if !bytes.Equal(got, pt) {
-			t.Fatalf("%d bytes: got %q", n, got)
+	for _, stream := range []bool{true, false} {
+		for _, n := range []int{0, 12, 16, 5000} {
+			pt := bytes.Repeat([]byte("enclave!"), n/8+1)[:n]
+			in := filepath.Join(dir, "pt")
+			if err := os.WriteFile(in, pt, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"cms", "-encrypt", "-binary", "-in", in, "-keyid", "-recip", cert,
+				"-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
+				"-aes-256-cbc", "-outform", "DER"}
+			if stream {
+				args = append(args, "-stream")
+			}
+			out, err := exec.Command(openssl, args...).Output()
+			if err != nil {
+				t.Fatalf("openssl cms -encrypt: %v", stderr(err))
+			}
+			if indefinite := len(out) > 2 && out[1] == 0x80; indefinite != stream {
+				t.Fatalf("stream %v: openssl output starts % x", stream, out[:2])
+			}
+			got, err := Decrypt(out, k)
+			if err != nil {
+				t.Fatalf("stream %v, %d bytes: Decrypt(openssl): %v", stream, n, err)
+			}
+			if !bytes.Equal(got, pt) {
+				t.Fatalf("stream %v, %d bytes: got %q", stream, n, got)
+			}
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"errors"
 )
 
-// ErrNoDevice: there is no NSM on this operating system.
+// errNoDevice: there is no NSM on this operating system.
 var errNoDevice = errors.New("nsm: no NSM device outside Linux")
 
 // Device is an open NSM device; there is none outside Linux.

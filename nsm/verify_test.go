@@ -150,11 +150,11 @@ func TestVerifyRefusesTampering(t *testing.T) {
 	swapped, _ := cbor.Marshal(m)
 
 	cases := []struct {
-		name string
-		doc  []byte
+		name  string
+		doc   []byte
 		roots *x509.CertPool
-		at   time.Time
-		want error
+		at    time.Time
+		want  error
 	}{
 		{"payload byte", rewrap(flipped, sig), ca.Roots(), now, nsm.ErrSignature},
 		{"signature byte", rewrap(body, badSig), ca.Roots(), now, nsm.ErrSignature},

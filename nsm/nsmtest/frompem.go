@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -16,7 +15,8 @@ import (
 // blocks CERTIFICATE and PKCS#8 PRIVATE KEY), with a fresh intermediate
 // valid from a day before now for 30 days. Test-only binaries embed such a
 // root so that another process, a test hosting a fake KMS, can trust
-// their documents.
+// their documents before they start; unlike ParseCA's intermediate, which
+// expires 30 days after it was made, a fixed root can be checked in.
 func CAFromPEM(certPEM, keyPEM []byte, now time.Time) (*CA, error) {
 	cb, _ := pem.Decode(certPEM)
 	kb, _ := pem.Decode(keyPEM)
@@ -45,17 +45,11 @@ func withIntermediate(root *x509.Certificate, rootKey *ecdsa.PrivateKey, start t
 	if err != nil {
 		return nil, err
 	}
-	inter, err := issue(&x509.Certificate{
-		Subject:               pkix.Name{CommonName: "intermediate.test.nitro-enclaves", Organization: []string{"nsmtest"}},
-		NotBefore:             start,
-		NotAfter:              start.Add(interValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}, root, &interKey.PublicKey, rootKey)
+	interTmpl := caTemplate("intermediate.test.nitro-enclaves", start, interValidity)
+	interTmpl.MaxPathLenZero = true
+	inter, err := issue(interTmpl, root, &interKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	return &CA{root: root, inter: inter, rootKey: rootKey, interKey: interKey}, nil
+	return &CA{root: root, inter: inter, interKey: interKey}, nil
 }

@@ -3,6 +3,9 @@
 // and a Fake Attester that signs attestation documents nsm.Verify accepts
 // with that chain's root.
 //
+// CA.PEM and ParseCA carry a CA to another process (a test-only enclave
+// binary signs, a test KMS trusts RootPEM).
+//
 // It is for tests and test-only binaries (selected by build tags), never for
 // runtime configuration: a document from a Fake proves nothing to anyone who
 // does not trust its CA.
@@ -35,8 +38,8 @@ const (
 
 // CA is a test P-384 root and intermediate, like AWS's chain shape.
 type CA struct {
-	root, inter       *x509.Certificate
-	rootKey, interKey *ecdsa.PrivateKey
+	root, inter *x509.Certificate
+	interKey    *ecdsa.PrivateKey // signs the documents' leaf certificates
 }
 
 // NewCA makes a root valid from a day ago for 30 years and an intermediate
@@ -52,19 +55,24 @@ func NewCAAt(now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "test.nitro-enclaves", Organization: []string{"nsmtest"}},
-		NotBefore:             start,
-		NotAfter:              start.Add(rootValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	rootTmpl := caTemplate("test.nitro-enclaves", start, rootValidity)
 	root, err := issue(rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
 	}
 	return withIntermediate(root, rootKey, start)
+}
+
+// caTemplate is a CA certificate template with the key usages of AWS's.
+func caTemplate(cn string, start time.Time, validity time.Duration) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"nsmtest"}},
+		NotBefore:             start,
+		NotAfter:              start.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
 }
 
 func issue(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
@@ -91,6 +99,62 @@ func (c *CA) Roots() *x509.CertPool {
 // KMS, a test-only binary) that must trust it.
 func (c *CA) RootPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.root.Raw})
+}
+
+// PEM returns what a Fake in another process needs to sign documents: the
+// root and intermediate certificates and the intermediate's private key.
+// The root's private key is not kept. For tests only: with it, anyone can
+// make documents this CA's roots accept.
+func (c *CA) PEM() ([]byte, error) {
+	key, err := x509.MarshalPKCS8PrivateKey(c.interKey)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, b := range []*pem.Block{
+		{Type: "CERTIFICATE", Bytes: c.root.Raw},
+		{Type: "CERTIFICATE", Bytes: c.inter.Raw},
+		{Type: "PRIVATE KEY", Bytes: key},
+	} {
+		out = append(out, pem.EncodeToMemory(b)...)
+	}
+	return out, nil
+}
+
+// ParseCA reads what PEM wrote.
+func ParseCA(b []byte) (*CA, error) {
+	var certs []*x509.Certificate
+	var key any
+	for {
+		blk, rest := pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		b = rest
+		var err error
+		switch blk.Type {
+		case "CERTIFICATE":
+			var c *x509.Certificate
+			if c, err = x509.ParseCertificate(blk.Bytes); err == nil {
+				certs = append(certs, c)
+			}
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		default:
+			err = fmt.Errorf("unexpected PEM block %q", blk.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nsmtest: parse CA: %w", err)
+		}
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if len(certs) != 2 || !ok {
+		return nil, fmt.Errorf("nsmtest: parse CA: want 2 certificates and an ECDSA key, got %d and %T", len(certs), key)
+	}
+	if !ec.PublicKey.Equal(certs[1].PublicKey) {
+		return nil, fmt.Errorf("nsmtest: parse CA: the key is not the intermediate's")
+	}
+	return &CA{root: certs[0], inter: certs[1], interKey: ec}, nil
 }
 
 // leaf issues a document-signing certificate valid from now for three hours.
