@@ -10,7 +10,31 @@
 // cryptsetup does, but never writing), tries each keyslot and returns a
 // Volume: the volume key and everything a dm-crypt table needs. AddKey,
 // RemoveKey and KillSlot rotate keys; Wipe destroys every keyslot so the
-// data can never be decrypted again.
+// data can never be decrypted again. AddToken, RemoveToken and
+// FormatOptions.Tokens write LUKS2 tokens (JSON objects naming keyslots,
+// as systemd-cryptenroll and cryptsetup's token plugins write them; the
+// enclave's kms: provider keeps its KMS ciphertext in one), and ReadInfo
+// returns them; crypt keeps their fields verbatim without interpreting
+// them.
+//
+// Open accepts any header cryptsetup accepts, within cryptsetup's limits.
+// That is right for a disk the caller owns. When someone else writes the
+// header (the enclave's parent does), OpenWithPolicy checks a Policy first:
+// cipher, key size, sector size, data offset and size, keyslot and token
+// layout, digest size and cost, KDF type and cost, all before any KDF runs,
+// so a hostile header can neither make the enclave allocate gigabytes of
+// argon2 or spin for hours in PBKDF2, nor shift or resize the data it maps.
+// EnclavePolicy is exactly what Format writes by default. PBKDF2 (keyslots
+// and digests) checks ctx as it runs; x/crypto/argon2 cannot be
+// interrupted, so after a cancelled ctx its goroutine finishes in the
+// background with its memory, which only the policy bounds.
+//
+// Which KDF: a passphrase needs argon2id (DefaultKDF). A key a machine
+// generated with full entropy (32 bytes or more: a KMS data key, a random
+// key, a key file) gains nothing from stretching, so MachineKeyKDF enrolls
+// it with PBKDF2-SHA256 at cryptsetup's minimum of 1000 iterations, as
+// systemd-cryptenroll does for TPM2 and FIDO2 keys: unlocking then costs
+// milliseconds and no memory.
 //
 // The bulk data is encrypted by the kernel's dm-crypt with the table
 // Volume.Params renders. SectorCipher does the same transformation in
@@ -27,8 +51,8 @@
 //
 // Only what this project needs is supported: aes-xts-plain64 segments and
 // keyslots, LUKS1-style AF with 4000 stripes, pbkdf2/argon2i/argon2id KDFs
-// and pbkdf2 digests, a single data segment, no tokens (they are kept but
-// not interpreted), no online reencryption or integrity. Anything else is
+// and pbkdf2 digests, a single data segment, tokens stored but not
+// interpreted, no online reencryption or integrity. Anything else is
 // refused with ErrUnsupported rather than guessed at.
 //
 // The on-disk format follows the LUKS2 On-Disk Format Specification and

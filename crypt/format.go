@@ -124,6 +124,11 @@ func Format(ctx context.Context, dev Device, key []byte, opts *FormatOptions) (*
 	case o.DigestIterations < 1:
 		return nil, fmt.Errorf("%w: digest iterations", ErrInvalidArgument)
 	}
+	for i, t := range o.Tokens { // before the KDF runs; stored below
+		if _, err := encodeToken(t, func(n int) bool { return n == 0 }); err != nil {
+			return nil, fmt.Errorf("token %d: %w", i, err)
+		}
+	}
 	if o.UUID == "" {
 		u, err := newUUID(o.Rand)
 		if err != nil {

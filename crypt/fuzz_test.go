@@ -3,6 +3,7 @@ package crypt
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"slices"
@@ -151,6 +152,9 @@ func FuzzMetadata(f *testing.F) {
 		_ = v.resolveSize(1 << 40)
 		h.freeArea(areaSizeFor(64))
 		h.md.slotOrder()
+		if err := EnclavePolicy().Check(h.info()); err != nil && !errors.Is(err, ErrPolicy) {
+			t.Fatalf("Check: %v is not a policy error", err)
+		}
 		toks := h.md.tokens()
 		if len(toks) != len(h.md.Tokens) || len(toks) > maxTokens {
 			t.Fatalf("%d valid tokens decode to %d", len(h.md.Tokens), len(toks))

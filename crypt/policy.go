@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 )
@@ -138,12 +139,12 @@ func (p Policy) Check(info *Info) error {
 	case len(info.Tokens) > p.MaxTokens:
 		return refuse("token count", len(info.Tokens), le(p.MaxTokens))
 	}
-	for _, id := range sortedKeys(info.Tokens) {
+	for _, id := range slices.Sorted(maps.Keys(info.Tokens)) {
 		if t := info.Tokens[id].Type; p.TokenTypes != nil && !slices.Contains(p.TokenTypes, t) {
 			return refuse("token "+strconv.Itoa(id)+" type", t, in(p.TokenTypes))
 		}
 	}
-	for _, n := range sortedKeys(info.Slots) {
+	for _, n := range slices.Sorted(maps.Keys(info.Slots)) {
 		s := info.Slots[n]
 		name := "keyslot " + strconv.Itoa(n) + " "
 		k := s.KDF
@@ -170,7 +171,7 @@ func (p Policy) Check(info *Info) error {
 			return refuse(name+"argon2 time", k.Time, le(p.MaxArgon2Time))
 		}
 	}
-	for _, n := range sortedKeys(info.Digests) {
+	for _, n := range slices.Sorted(maps.Keys(info.Digests)) {
 		d := info.Digests[n]
 		name := "digest " + strconv.Itoa(n) + " "
 		switch {
@@ -190,15 +191,6 @@ func sizeString(in *Info) string {
 		return "dynamic"
 	}
 	return strconv.FormatInt(in.Size, 10)
-}
-
-func sortedKeys[V any](m map[int]V) []int {
-	ks := make([]int, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 // OpenWithPolicy is Open for a device whose header someone else controls:

@@ -150,17 +150,23 @@ func (md *metadata) tokens() map[int]Token {
 	return out
 }
 
-// setToken checks t for writing and stores it under id.
-func (md *metadata) setToken(id int, t Token) error {
+// encodeToken checks t for writing into a header whose active keyslots
+// active reports, and encodes it.
+func encodeToken(t Token, active func(slot int) bool) (json.RawMessage, error) {
 	if strings.HasPrefix(t.Type, "luks2-") {
-		return fmt.Errorf("%w: token type %q is reserved for cryptsetup's built-in tokens", ErrInvalidArgument, t.Type)
+		return nil, fmt.Errorf("%w: token type %q is reserved for cryptsetup's built-in tokens", ErrInvalidArgument, t.Type)
 	}
 	for _, ks := range t.Keyslots {
-		if ks < 0 || md.Keyslots[strconv.Itoa(ks)] == nil {
-			return fmt.Errorf("%w: token names keyslot %d, which is not active", ErrInvalidArgument, ks)
+		if ks < 0 || !active(ks) {
+			return nil, fmt.Errorf("%w: token names keyslot %d, which is not active", ErrInvalidArgument, ks)
 		}
 	}
-	raw, err := t.marshal()
+	return t.marshal()
+}
+
+// setToken checks t for writing and stores it under id.
+func (md *metadata) setToken(id int, t Token) error {
+	raw, err := encodeToken(t, func(n int) bool { return md.Keyslots[strconv.Itoa(n)] != nil })
 	if err != nil {
 		return err
 	}

@@ -127,7 +127,8 @@ type Config struct {
 
 	// luksFormat, when set, replaces crypt.Format's defaults; the
 	// integration tests use a cheap KDF because argon2id with 64 MiB takes
-	// minutes under QEMU's TCG.
+	// minutes under QEMU's TCG. Machine keys get crypt.MachineKeyKDF
+	// without it (formatOptions).
 	luksFormat *crypt.FormatOptions
 }
 

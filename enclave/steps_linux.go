@@ -338,7 +338,7 @@ func unmountRetry(ctx context.Context, dir string) error {
 // OpenRun unlocks (or, when blank or ephemeral, formats) the LUKS2 volume
 // on dev, maps it with dm-crypt and returns the mapped device and whether
 // it is new (needs mkfs).
-// opts tunes crypt.Format (nil: its defaults).
+// opts tunes crypt.Format (nil: its defaults; see formatOptions).
 func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral bool, opts *crypt.FormatOptions, undo *Undo, log *slog.Logger) (path string, fresh bool, err error) {
 	f, err := os.OpenFile(dev.Path, os.O_RDWR, 0)
 	if err != nil {
@@ -369,7 +369,7 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 			return "", false, err
 		}
 	case ephemeral || state == RunBlank:
-		vol, err = crypt.Format(ctx, f, key, opts)
+		vol, err = crypt.Format(ctx, f, key, formatOptions(opts, key))
 		if err == nil {
 			err = f.Sync()
 		}
@@ -378,7 +378,9 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 		}
 		fresh = true
 	case state == RunLUKS:
-		vol, err = crypt.Open(ctx, f, key)
+		// The parent wrote this header: refuse what we would not have
+		// written before any KDF runs (crypt.ErrPolicy).
+		vol, err = crypt.OpenWithPolicy(ctx, f, key, crypt.EnclavePolicy())
 		if errors.Is(err, crypt.ErrWrongKey) {
 			return "", false, fmt.Errorf("%w: %s", ErrWrongKey, dev.Path)
 		}
