@@ -100,8 +100,9 @@ type StepTime struct {
 // Result describes a finished build.
 type Result struct {
 	Manifest Manifest
-	// Paths of the outputs; EIF and PCRs are empty without a kernel.
-	Rootfs, ManifestPath, EIF, PCRs string
+	// Paths of the outputs; EIF, PCRs and KeyPolicy are empty without a
+	// kernel.
+	Rootfs, ManifestPath, EIF, PCRs, KeyPolicy string
 	PCRValues                       *eif.PCRs
 	Steps                           []StepTime
 }
@@ -260,7 +261,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	err = r.step(StepManifest, func() (string, error) {
 		// An EIF or pcrs.json from an earlier build would pin another
 		// root hash: remove them before the new rootfs.img lands.
-		for _, name := range []string{EIFFile, PCRsFile} {
+		for _, name := range []string{EIFFile, PCRsFile, KeyPolicyFile} {
 			if err := os.Remove(filepath.Join(opts.OutDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return "", fmt.Errorf("imgbuild: removing stale %s: %w", name, err)
 			}
@@ -290,6 +291,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 				BuildTime:     sde,
 			})
 			if err != nil {
+				return "", err
+			}
+			res.KeyPolicy = filepath.Join(opts.OutDir, KeyPolicyFile)
+			if err := WriteKeyPolicy(res.KeyPolicy, pcrs); err != nil {
 				return "", err
 			}
 			res.PCRValues = &pcrs
