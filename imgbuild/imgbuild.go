@@ -100,11 +100,14 @@ type StepTime struct {
 // Result describes a finished build.
 type Result struct {
 	Manifest Manifest
-	// Paths of the outputs; EIF, PCRs and KeyPolicy are empty without a
-	// kernel.
-	Rootfs, ManifestPath, EIF, PCRs, KeyPolicy string
+	// Paths of the outputs; EIF and PCRs are empty without a kernel.
+	Rootfs, ManifestPath, EIF, PCRs string
 	PCRValues                       *eif.PCRs
 	Steps                           []StepTime
+
+	// KeyPolicy is kms-key-policy.json's path (see KeyPolicy); empty
+	// without a kernel.
+	KeyPolicy string
 }
 
 // Manifest is rootfs.verity.json: what the parent needs to serve the image
