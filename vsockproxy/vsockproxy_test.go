@@ -43,10 +43,11 @@ func hashServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start runs p on a unix listener and returns the socket path.
-func start(t *testing.T, p *Proxy) string {
+// serveUnix runs p on a unix listener; stop cancels it and returns what
+// Serve returned.
+func serveUnix(t *testing.T, p *Proxy) (path string, stop func() error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fwd.sock")
+	path = filepath.Join(t.TempDir(), "fwd.sock")
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +55,19 @@ func start(t *testing.T, p *Proxy) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, l) }()
-	t.Cleanup(func() {
+	return path, func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	}
+}
+
+// start runs p on a unix listener until the test ends and returns the
+// socket path.
+func start(t *testing.T, p *Proxy) string {
+	t.Helper()
+	path, stop := serveUnix(t, p)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -200,18 +211,10 @@ func TestDialsOnlyTarget(t *testing.T) {
 
 func TestShutdownClosesConnections(t *testing.T) {
 	target, accepted := holdServer(t)
-	path := filepath.Join(t.TempDir(), "fwd.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Proxy{Target: target}).Serve(ctx, l) }()
+	path, stop := serveUnix(t, &Proxy{Target: target})
 	c := dial(t, path)
 	<-accepted
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
 	}
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
