@@ -74,6 +74,26 @@ func start(t *testing.T, p *Proxy) string {
 	return path
 }
 
+// checkHashed sends payload through c to hashServer, half-closes and
+// checks the answer.
+func checkHashed(t *testing.T, c interface {
+	net.Conn
+	CloseWrite() error
+}, payload []byte) {
+	t.Helper()
+	go func() {
+		c.Write(payload)
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(payload); !bytes.Equal(got, want[:]) {
+		t.Errorf("%d bytes: answer %x, want %x", len(payload), got, want)
+	}
+}
+
 func dial(t *testing.T, path string) *net.UnixConn {
 	t.Helper()
 	c, err := net.Dial("unix", path)
@@ -95,19 +115,7 @@ func TestForwardHalfClose(t *testing.T) {
 	path := start(t, p)
 	for _, size := range []int{0, 1, 100 << 10} {
 		payload := bytes.Repeat([]byte("kms"), size)[:size]
-		c := dial(t, path)
-		go func() {
-			c.Write(payload)
-			c.CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := sha256.Sum256(payload)
-		if !bytes.Equal(got, want[:]) {
-			t.Errorf("size %d: answer %x, want %x", size, got, want)
-		}
+		checkHashed(t, dial(t, path), payload)
 	}
 	if n := testutil.ToFloat64(m.conns.WithLabelValues("forwarded")); n != 3 {
 		t.Errorf("forwarded connections = %v, want 3", n)
