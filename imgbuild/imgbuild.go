@@ -104,6 +104,10 @@ type Result struct {
 	Rootfs, ManifestPath, EIF, PCRs string
 	PCRValues                       *eif.PCRs
 	Steps                           []StepTime
+
+	// KeyPolicy is kms-key-policy.json's path (see KeyPolicy); empty
+	// without a kernel.
+	KeyPolicy string
 }
 
 // Manifest is rootfs.verity.json: what the parent needs to serve the image
@@ -260,7 +264,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	err = r.step(StepManifest, func() (string, error) {
 		// An EIF or pcrs.json from an earlier build would pin another
 		// root hash: remove them before the new rootfs.img lands.
-		for _, name := range []string{EIFFile, PCRsFile} {
+		for _, name := range []string{EIFFile, PCRsFile, KeyPolicyFile} {
 			if err := os.Remove(filepath.Join(opts.OutDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return "", fmt.Errorf("imgbuild: removing stale %s: %w", name, err)
 			}
@@ -290,6 +294,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 				BuildTime:     sde,
 			})
 			if err != nil {
+				return "", err
+			}
+			res.KeyPolicy = filepath.Join(opts.OutDir, KeyPolicyFile)
+			if err := WriteKeyPolicy(res.KeyPolicy, pcrs); err != nil {
 				return "", err
 			}
 			res.PCRValues = &pcrs

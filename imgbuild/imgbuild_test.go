@@ -266,6 +266,10 @@ func TestBuildEIF(t *testing.T) {
 	if !bytes.Equal(pj.Measurements.PCR0, ef.PCRs.PCR0) || !bytes.Equal(pj.Measurements.PCR2, ef.PCRs.PCR2) || len(pj.Measurements.PCR0) != 48 {
 		t.Errorf("pcrs.json PCR0 %x, recomputed from the EIF %x", []byte(pj.Measurements.PCR0), []byte(ef.PCRs.PCR0))
 	}
+	checkKeyPolicy(t, filepath.Join(filepath.Dir(res.PCRs), imgbuild.KeyPolicyFile), pj.Measurements)
+	if res.KeyPolicy != filepath.Join(filepath.Dir(res.PCRs), imgbuild.KeyPolicyFile) {
+		t.Errorf("Result.KeyPolicy = %q", res.KeyPolicy)
+	}
 	// Reproducible too.
 	res2 := build(t, ref, opts)
 	x, _ := os.ReadFile(res.EIF)

@@ -43,10 +43,11 @@ func hashServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start runs p on a unix listener and returns the socket path.
-func start(t *testing.T, p *Proxy) string {
+// serveUnix runs p on a unix listener; stop cancels it and returns what
+// Serve returned.
+func serveUnix(t *testing.T, p *Proxy) (path string, stop func() error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fwd.sock")
+	path = filepath.Join(t.TempDir(), "fwd.sock")
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -54,13 +55,43 @@ func start(t *testing.T, p *Proxy) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, l) }()
-	t.Cleanup(func() {
+	return path, func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	}
+}
+
+// start runs p on a unix listener until the test ends and returns the
+// socket path.
+func start(t *testing.T, p *Proxy) string {
+	t.Helper()
+	path, stop := serveUnix(t, p)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
 	return path
+}
+
+// checkHashed sends payload through c to hashServer, half-closes and
+// checks the answer.
+func checkHashed(t *testing.T, c interface {
+	net.Conn
+	CloseWrite() error
+}, payload []byte) {
+	t.Helper()
+	go func() {
+		c.Write(payload)
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(payload); !bytes.Equal(got, want[:]) {
+		t.Errorf("%d bytes: answer %x, want %x", len(payload), got, want)
+	}
 }
 
 func dial(t *testing.T, path string) *net.UnixConn {
@@ -84,19 +115,7 @@ func TestForwardHalfClose(t *testing.T) {
 	path := start(t, p)
 	for _, size := range []int{0, 1, 100 << 10} {
 		payload := bytes.Repeat([]byte("kms"), size)[:size]
-		c := dial(t, path)
-		go func() {
-			c.Write(payload)
-			c.CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := sha256.Sum256(payload)
-		if !bytes.Equal(got, want[:]) {
-			t.Errorf("size %d: answer %x, want %x", size, got, want)
-		}
+		checkHashed(t, dial(t, path), payload)
 	}
 	if n := testutil.ToFloat64(m.conns.WithLabelValues("forwarded")); n != 3 {
 		t.Errorf("forwarded connections = %v, want 3", n)
@@ -200,18 +219,10 @@ func TestDialsOnlyTarget(t *testing.T) {
 
 func TestShutdownClosesConnections(t *testing.T) {
 	target, accepted := holdServer(t)
-	path := filepath.Join(t.TempDir(), "fwd.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Proxy{Target: target}).Serve(ctx, l) }()
+	path, stop := serveUnix(t, &Proxy{Target: target})
 	c := dial(t, path)
 	<-accepted
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
 	}
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {

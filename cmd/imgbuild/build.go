@@ -29,6 +29,9 @@ dm-verity hash tree and writes to --out:
   rootfs.verity.json   verity parameters, filesystem size, image digest, app config
   enclave.eif          with --kernel and --init: an EIF pinning the root hash
   pcrs.json            its PCRs (nitro-cli's Measurements JSON)
+  kms-key-policy.json  a KMS key-policy statement: GenerateDataKey and Decrypt
+                       only for an enclave with these PCRs (replace the
+                       principal placeholder with the parent's instance role)
 
 IMAGE uses containers' transport syntax: docker://REF, docker-daemon:REF,
 docker-archive:FILE, oci-archive:FILE, oci:DIR[:TAG]. A bare REF

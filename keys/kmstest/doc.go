@@ -29,13 +29,16 @@
 //     InvalidCiphertextException.
 //
 // Errors are JSON bodies {"__type": NAME, "message": TEXT} with the status
-// codes the SDK's own response snapshots give (400 for nearly all, 404 for
-// NotFoundException, 500 for KMSInternalException), so SDK callers see the
+// codes of KMS's service model (its httpError traits, as aws-sdk-go-v2's
+// schemas carry them: 400 for nearly all, 404 for NotFoundException, 412 for
+// DryRunOperationException, 500 for KMSInternalException; 400 for
+// AccessDeniedException as KMS answers it), so SDK callers see the
 // typed errors (*types.InvalidCiphertextException, ...) or, for
 // AccessDeniedException which KMS's model does not declare, a
 // smithy.APIError with that code. KMS does not document which code it
 // answers for an attestation document that fails verification; this server
-// answers ValidationException.
+// answers ValidationException. It does not check the request time against
+// its clock (KMS allows five minutes of skew).
 //
 // The ciphertext blob format is the server's own: real KMS blobs are opaque
 // too. Only one key exists; SetRequiredPCRs and SetFailures change the
