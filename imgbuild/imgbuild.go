@@ -503,13 +503,18 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 	if bt.IsZero() {
 		bt = time.Unix(0, 0)
 	}
+	flags, err := eifFlags(kernel, m.Image.Platform)
+	if err != nil {
+		return eif.PCRs{}, err
+	}
 	meta := eif.Metadata{
 		ImageName:    m.Image.Ref,
 		ImageVersion: string(m.Image.Digest),
 		BuildMetadata: eif.BuildInfo{
 			BuildTime:       eif.FormatBuildTime(bt),
 			BuildTool:       "imgbuild",
-			OperatingSystem: "linux",
+			OperatingSystem: "Linux",
+			KernelVersion:   kernelVersion(o.Kernel),
 		},
 	}
 	tmp := filepath.Join(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+".tmp")
@@ -524,6 +529,7 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 		Cmdline:  cmdline,
 		Ramdisks: []eif.Blob{boot, bytes.NewReader(app.Bytes())},
 		Metadata: meta,
+		Flags:    flags,
 	})
 	if err == nil {
 		err = bw.Flush()

@@ -201,3 +201,27 @@ func EIFModules(ctx context.Context, f *eif.File) ([]CarriedModule, error) {
 	}
 	return mods, nil
 }
+
+// eifFlags returns the EIF header flags for the kernel (FlagARM64 for an
+// arm64 Image, as nitro-cli sets it), refusing a kernel whose architecture
+// is not the image's platform's: the enclave could not run the image.
+func eifFlags(kernel eif.Blob, platform string) (uint16, error) {
+	flags := eif.KernelFlags(kernel)
+	arch := "amd64"
+	if flags&eif.FlagARM64 != 0 {
+		arch = "arm64"
+	}
+	if p := strings.Split(platform, "/"); len(p) >= 2 && p[1] != arch {
+		return 0, fmt.Errorf("imgbuild: the kernel is %s but the image's platform is %s", arch, platform)
+	}
+	return flags, nil
+}
+
+// kernelVersion is what nitro-cli writes as KernelVersion: the release's
+// version number without the local suffix ("6.1.0" of
+// "6.1.0-57-amd64"), or "" when the kernel does not say.
+func kernelVersion(kernel string) string {
+	rel, _ := KernelRelease(kernel)
+	v, _, _ := strings.Cut(rel, "-")
+	return v
+}
