@@ -22,7 +22,7 @@ type ModuleSet struct {
 }
 
 // ModulesRamdisk writes the kernel modules names need (see
-// kmod.DefaultNames), resolved in the module tree dir, as a newc cpio
+// kmod.DefaultNames), resolved in the module tree, as a newc cpio
 // archive: each module, decompressed, at lib/modules/KVER/PATH and the
 // load order at kmod.OrderPath. When every module is built in, it writes
 // nothing and returns an empty set.
@@ -31,11 +31,7 @@ type ModuleSet struct {
 // nsm.ko there: modules belong to the kernel, and PCR1 measures the
 // kernel, the command line and that ramdisk together, so PCR1 still
 // identifies the kernel alone while PCR2 identifies the application.
-func ModulesRamdisk(ctx context.Context, dir string, names []string, mtime int64, buf *bytes.Buffer) (*ModuleSet, error) {
-	tree, err := kmod.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("imgbuild: kernel modules: %w", err)
-	}
+func ModulesRamdisk(ctx context.Context, tree *kmod.Tree, names []string, mtime int64, buf *bytes.Buffer) (*ModuleSet, error) {
 	mods, err := tree.Resolve(names)
 	if err != nil {
 		return nil, fmt.Errorf("imgbuild: kernel modules in %s: %w", tree.Dir, err)
@@ -111,10 +107,12 @@ func bootstrapRamdisk(ctx context.Context, o EIFOptions, mtime int64) (eif.Blob,
 		}
 		return bytes.NewReader(b.Bytes()), nil
 	}
+	tree, err := kmod.Open(o.KernelModules)
+	if err != nil {
+		return nil, fmt.Errorf("imgbuild: kernel modules: %w", err)
+	}
 	if rel, err := KernelRelease(o.Kernel); err != nil {
 		return nil, err
-	} else if tree, err := kmod.Open(o.KernelModules); err != nil {
-		return nil, fmt.Errorf("imgbuild: kernel modules: %w", err)
 	} else if rel != "" && rel != tree.Release {
 		return nil, fmt.Errorf("imgbuild: kernel %s is release %s but the modules in %s are for %s", o.Kernel, rel, tree.Dir, tree.Release)
 	}
@@ -131,7 +129,7 @@ func bootstrapRamdisk(ctx context.Context, o EIFOptions, mtime int64) (eif.Blob,
 	if names == nil {
 		names = kmod.DefaultNames()
 	}
-	set, err := ModulesRamdisk(ctx, o.KernelModules, names, mtime, &b)
+	set, err := ModulesRamdisk(ctx, tree, names, mtime, &b)
 	if err != nil {
 		return nil, err
 	}

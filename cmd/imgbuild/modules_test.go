@@ -1,22 +1,26 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/enclave-storage/enclave-storage/cpio"
+	"github.com/enclave-storage/enclave-storage/eif"
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/kmod"
 )
 
 // buildWithModules runs "imgbuild build --kernel-modules" and returns the
 // build output and "describe" and "describe --json" of the EIF.
-func buildWithModules(t *testing.T, kernel, modules string, extra ...string) (build, text string, info describeInfo) {
+func buildWithModules(t *testing.T, kernel, modules string, extra ...string) (build, text string, info describeInfo, eifPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	writeTestLayout(t, filepath.Join(dir, "layout"))
@@ -42,7 +46,7 @@ func buildWithModules(t *testing.T, kernel, modules string, extra ...string) (bu
 	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
 		t.Fatal(err)
 	}
-	return build, text, info
+	return build, text, info, dir + "/out/enclave.eif"
 }
 
 // TestBuildKernelModules builds with the synthetic module tree of package
@@ -55,7 +59,7 @@ func TestBuildKernelModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := "dm-verity,erofs,ext4,vsock_loopback,nsm?"
-	build, text, info := buildWithModules(t, kernel, tree, "--kernel-module-names", names)
+	build, text, info, _ := buildWithModules(t, kernel, tree, "--kernel-module-names", names)
 	tr, err := kmod.Open(tree)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +117,7 @@ func TestBuildKernelModulesDebian(t *testing.T) {
 	if !strings.HasSuffix(kernels[0], "vmlinuz-"+rel) {
 		t.Errorf("bzImage says release %s, package file is %s", rel, kernels[0])
 	}
-	build, text, info := buildWithModules(t, kernels[0], root)
+	build, text, info, _ := buildWithModules(t, kernels[0], root)
 	tr, err := kmod.Open(root)
 	if err != nil {
 		t.Fatal(err)
@@ -157,5 +161,66 @@ func TestBuildKernelModulesWrongRelease(t *testing.T) {
 		"--kernel", dir + "/bzImage", "--init", dir + "/nbd-enclave", "--kernel-modules", "../../kmod/testdata/tree", "--progress", "plain"})
 	if rc == 0 || !strings.Contains(errb.String(), "are for 5.10.0-test") {
 		t.Errorf("rc %d, want a release mismatch error:\n%s%s", rc, out, errb)
+	}
+}
+
+// TestBuildKernelModulesAfterBootstrap gives a bootstrap ramdisk of its
+// own (an odd-sized one, as a foreign cpio may be padded) and checks the
+// modules' archive follows it, 4-byte aligned, both readable as the
+// kernel reads concatenated archives.
+func TestBuildKernelModulesAfterBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	var boot bytes.Buffer
+	ar := cpio.Archive{}
+	if err := ar.AddFile("nsm.ko", 0o444, []byte("\x7fELF stand-in nsm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.WriteTo(&boot); err != nil {
+		t.Fatal(err)
+	}
+	boot.Write([]byte{0, 0}) // trailing NULs, not a multiple of 4
+	bootPath, kernel := filepath.Join(dir, "bootstrap.cpio"), filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(bootPath, boot.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kernel, []byte(strings.Repeat("K", 4096)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, text, info, eifPath := buildWithModules(t, kernel, "../../kmod/testdata/tree", "--kernel-module-names", "nbd", "--bootstrap", bootPath)
+	if len(info.KernelModules) != 1 || info.KernelModules[0].Name != "nbd" || info.KernelModules[0].Size <= 0 {
+		t.Fatalf("modules %+v, want nbd:\n%s", info.KernelModules, text)
+	}
+	// The first ramdisk starts with the given bootstrap, byte for byte,
+	// and still holds its nsm.ko.
+	b, err := os.ReadFile(eifPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := eif.Read(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []byte
+	var names []string
+	for i, s := range f.Sections {
+		if s.Type != eif.SectionRamdisk {
+			continue
+		}
+		first = make([]byte, s.Size)
+		if _, err := f.Open(i).ReadAt(first, 0); err != nil {
+			t.Fatal(err)
+		}
+		r := cpio.NewReader(bytes.NewReader(first))
+		for {
+			h, err := r.Next()
+			if err != nil {
+				break
+			}
+			names = append(names, h.Name)
+		}
+		break
+	}
+	if !bytes.HasPrefix(first, boot.Bytes()) || !slices.Contains(names, "nsm.ko") || !slices.Contains(names, kmod.OrderPath) {
+		t.Errorf("bootstrap ramdisk does not start with the given one or lacks nsm.ko / the order file: %v", names)
 	}
 }
