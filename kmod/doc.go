@@ -22,8 +22,11 @@
 // with xz, zstd or gzip (.ko.xz, .ko.zst, .ko.gz) are decompressed at build
 // time (ReadModule) and stored as plain .ko, so the enclave kernel needs no
 // CONFIG_MODULE_DECOMPRESS; any other suffix is refused. Soft dependencies
-// (modules.softdep) are not followed: list such modules (crc32c_generic
-// for ext4) by name.
+// (modules.softdep) name crypto aliases ("pre: crypto-crc32c"), which
+// only modprobe's alias lookup resolves, so they are not followed: list
+// such modules by name, before the modules whose init needs them
+// (crc32c_generic before ext4, or libcrc32c fails with ENOENT when it
+// cannot request the module) — Resolve keeps the order of the names.
 //
 // # Enclave side (Linux)
 //

@@ -49,17 +49,20 @@ var (
 )
 
 // DefaultNames returns the modules nbd-enclave needs on a Nitro enclave:
-// NBD, dm-verity and dm-crypt with the XTS cipher mode, vsock with the
-// virtio transport Nitro uses (virtio over MMIO), the filesystems
-// (overlay, erofs, ext4 with crc32c), and the NSM driver when the kernel
-// has it. A test VM whose parent runs in the same guest needs
-// vsock_loopback instead of (or besides) the virtio transport: add it with
-// "+vsock_loopback" on imgbuild's --kernel-module-names.
+// the crypto first (crc32c, which libcrc32c, jbd2 and ext4 ask the crypto
+// API for as they load, and the XTS and ECB modes dm-crypt uses), then
+// NBD, dm-verity and dm-crypt, vsock with the virtio transport Nitro uses
+// (virtio over MMIO), the filesystems (overlay, erofs, ext4), and the NSM
+// driver when the kernel has it. A test VM whose parent runs in the same
+// guest needs vsock_loopback instead of (or besides) the virtio
+// transport: add it with "+vsock_loopback" on imgbuild's
+// --kernel-module-names.
 func DefaultNames() []string {
 	return []string{
-		"nbd", "dm-verity", "dm-crypt", "xts", "ecb",
+		"crc32c_generic", "xts", "ecb",
+		"nbd", "dm-verity", "dm-crypt",
 		"vsock", "virtio_mmio?", "vmw_vsock_virtio_transport",
-		"overlay", "erofs", "ext4", "crc32c_generic",
+		"overlay", "erofs", "ext4",
 		"nsm?",
 	}
 }
