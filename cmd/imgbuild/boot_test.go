@@ -37,11 +37,7 @@ func TestBootEIFLoadsModules(t *testing.T) {
 	if err != nil {
 		t.Skip("go not on PATH; needed to build the test init")
 	}
-	roots, _ := filepath.Glob("../../integration/.cache/linux-image-*-amd64")
-	kernels, _ := filepath.Glob("../../integration/.cache/linux-image-*-amd64/boot/vmlinuz-*")
-	if len(roots) == 0 || len(kernels) != 1 {
-		t.Skip("no Debian kernel in integration/.cache (scripts/integration.sh fetches it)")
-	}
+	root, vmlinuz := debianKernel(t)
 	dir := t.TempDir()
 	initBin := filepath.Join(dir, "kmodinit")
 	build := exec.Command(goBin, "build", "-o", initBin, "./testdata/kmodinit")
@@ -53,7 +49,7 @@ func TestBootEIFLoadsModules(t *testing.T) {
 	writeTestLayout(t, filepath.Join(dir, "layout"))
 	env, out, errb := testEnv()
 	if rc := run(context.Background(), env, []string{"build", "--in", "oci:" + dir + "/layout:app", "--out", dir + "/out",
-		"--kernel", kernels[0], "--init", initBin, "--kernel-modules", roots[0], "--kernel-module-names", names,
+		"--kernel", vmlinuz, "--init", initBin, "--kernel-modules", root, "--kernel-module-names", names,
 		"--cmdline", "console=ttyS0 panic=-1 quiet", "--progress", "plain"}); rc != 0 {
 		t.Fatalf("build: rc %d\n%s%s", rc, out, errb)
 	}
@@ -95,7 +91,7 @@ func TestBootEIFLoadsModules(t *testing.T) {
 		t.Fatalf("qemu: %v\n%s", err, console)
 	}
 
-	tr, err := kmod.Open(roots[0])
+	tr, err := kmod.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}

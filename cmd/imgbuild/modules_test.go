@@ -92,32 +92,34 @@ func TestBuildKernelModules(t *testing.T) {
 	}
 }
 
+// debianKernel returns the root and vmlinuz of the Debian kernel package
+// integration/.cache holds (scripts/integration.sh fetches it), or skips.
+func debianKernel(t *testing.T) (root, vmlinuz string) {
+	t.Helper()
+	kernels, _ := filepath.Glob("../../integration/.cache/linux-image-*-amd64/boot/vmlinuz-*")
+	if len(kernels) != 1 {
+		t.Skip("no (single) Debian kernel in integration/.cache (scripts/integration.sh fetches it)")
+	}
+	root = filepath.Dir(filepath.Dir(kernels[0]))
+	if _, err := os.Stat(filepath.Join(root, "lib", "modules")); err != nil {
+		t.Skipf("no module tree in %s", root)
+	}
+	return root, kernels[0]
+}
+
 // TestBuildKernelModulesDebian builds with Debian's kernel and module tree
 // from integration/.cache and checks the EIF carries what modprobe-checked
 // resolution gives for the defaults.
 func TestBuildKernelModulesDebian(t *testing.T) {
-	roots, _ := filepath.Glob("../../integration/.cache/linux-image-*-amd64")
-	var root string
-	for _, r := range roots {
-		if _, err := os.Stat(filepath.Join(r, "lib", "modules")); err == nil {
-			root = r
-		}
-	}
-	if root == "" {
-		t.Skip("no Debian kernel in integration/.cache (scripts/integration.sh fetches it)")
-	}
-	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
-	if len(kernels) != 1 {
-		t.Skipf("no single vmlinuz in %s", root)
-	}
-	rel, err := imgbuild.KernelRelease(kernels[0])
+	root, kernel := debianKernel(t)
+	rel, err := imgbuild.KernelRelease(kernel)
 	if err != nil || rel == "" {
-		t.Fatalf("kernel release of %s: %q %v", kernels[0], rel, err)
+		t.Fatalf("kernel release of %s: %q %v", kernel, rel, err)
 	}
-	if !strings.HasSuffix(kernels[0], "vmlinuz-"+rel) {
-		t.Errorf("bzImage says release %s, package file is %s", rel, kernels[0])
+	if !strings.HasSuffix(kernel, "vmlinuz-"+rel) {
+		t.Errorf("bzImage says release %s, package file is %s", rel, kernel)
 	}
-	build, text, info, _ := buildWithModules(t, kernels[0], root)
+	build, text, info, _ := buildWithModules(t, kernel, root)
 	tr, err := kmod.Open(root)
 	if err != nil {
 		t.Fatal(err)
