@@ -50,7 +50,7 @@ func TestBootEIFLoadsModules(t *testing.T) {
 	env, out, errb := testEnv()
 	if rc := run(context.Background(), env, []string{"build", "--in", "oci:" + dir + "/layout:app", "--out", dir + "/out",
 		"--kernel", vmlinuz, "--init", initBin, "--kernel-modules", root, "--kernel-module-names", names,
-		"--cmdline", "console=ttyS0 panic=-1 quiet", "--progress", "plain"}); rc != 0 {
+		"--progress", "plain"}); rc != 0 { // imgbuild's default cmdline, nitro-cli's "nomodules" included
 		t.Fatalf("build: rc %d\n%s%s", rc, out, errb)
 	}
 
@@ -121,4 +121,7 @@ func TestBootEIFLoadsModules(t *testing.T) {
 		}
 	}
 	t.Logf("guest loaded %d modules from the EIF's bootstrap ramdisk: %s", len(wantNames), m[1])
+	if a := regexp.MustCompile(`KMOD-TEST argv=.*`).Find(console); a != nil {
+		t.Logf("cmdline %q gave init %s", f.Cmdline, a)
+	}
 }

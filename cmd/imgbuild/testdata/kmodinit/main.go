@@ -27,6 +27,7 @@ func main() {
 	}
 	fmt.Printf("KMOD-TEST loaded=%s err=%v\n", strings.Join(loaded, ","), err)
 	fmt.Printf("KMOD-TEST proc=%s\n", strings.Join(mods, ","))
+	fmt.Printf("KMOD-TEST argv=%q\n", os.Args)
 	syscall.Sync()
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
 }
