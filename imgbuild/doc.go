@@ -17,7 +17,9 @@
 //     whose kernel command line and application ramdisk pin the root
 //     hash, and pcrs.json with its measurements, and kms-key-policy.json,
 //     a KMS key-policy statement releasing the run volume's key only to an
-//     enclave with those measurements (KeyPolicy).
+//     enclave with those measurements (KeyPolicy). With KernelModules, the
+//     bootstrap ramdisk carries the kernel modules nbd-enclave loads
+//     (ModulesRamdisk, package kmod); EIFModules reads them back.
 //
 // Everything is reproducible: the same image and options give the same
 // bytes. The filesystem and EIF timestamps come from SOURCE_DATE_EPOCH or,
