@@ -50,7 +50,8 @@ type Options struct {
 
 // Stats describes a format.
 type Stats struct {
-	Blocks       uint64        // filesystem blocks (size rounded down to BlockSize)
+	Size         int64         // filesystem bytes: the size rounded down to BlockSize
+	Blocks       uint64        // Size / BlockSize
 	BytesWritten int64         // bytes written to the device
 	Duration     time.Duration // wall time of Format
 }
@@ -110,7 +111,7 @@ func Format(ctx context.Context, dev Device, size int64, opts *Options) (Stats, 
 	if err == nil {
 		err = disableMountCount(b, uint64(size/BlockSize))
 	}
-	st := Stats{Blocks: uint64(size / BlockSize), BytesWritten: b.written.Load(), Duration: time.Since(start)}
+	st := Stats{Size: size, Blocks: uint64(size / BlockSize), BytesWritten: b.written.Load(), Duration: time.Since(start)}
 	if err != nil {
 		if ctx.Err() != nil {
 			return st, fmt.Errorf("ext4: format: %w", ctx.Err())

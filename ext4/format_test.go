@@ -128,8 +128,8 @@ func TestFormatOracle(t *testing.T) {
 			path := garbageImage(t, tc.size)
 			st := formatFile(t, path, tc.size, &Options{Label: "run"})
 			wantBlocks := uint64(tc.size / BlockSize)
-			if st.Blocks != wantBlocks {
-				t.Errorf("Stats.Blocks = %d, want %d", st.Blocks, wantBlocks)
+			if st.Blocks != wantBlocks || st.Size != int64(wantBlocks)*BlockSize {
+				t.Errorf("Stats.Blocks, Size = %d, %d; want %d blocks", st.Blocks, st.Size, wantBlocks)
 			}
 			t.Logf("%d bytes: %d blocks, wrote %d bytes in %v", tc.size, st.Blocks, st.BytesWritten, st.Duration)
 			fsck(t, path)
