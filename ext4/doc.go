@@ -45,6 +45,12 @@
 // initialisation, which would require trusting unwritten blocks) — and the
 // tests pre-fill their images with random bytes before formatting.
 //
+// The first block, holding the primary superblock and its magic, is written
+// last, after a sync, as mke2fs writes its superblock last: a format cut
+// short leaves a device the enclave recognises as having no filesystem
+// (ErrNoFilesystem in package enclave) instead of a half-made ext4 that the
+// kernel would mount.
+//
 // The filesystem UUID is random unless Options.UUID gives one; the
 // directory hash seed, the journal's UUID and the timestamps come from the
 // library (random, and the current time), so two formats are not

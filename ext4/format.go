@@ -58,9 +58,14 @@ type Stats struct {
 
 // Format creates an empty ext4 filesystem filling the first size bytes of
 // dev (rounded down to BlockSize); see the package documentation for the
-// layout. dev is not synced: the caller owns it (call Sync on an *os.File).
-// ctx is checked before every write, so a cancelled format stops early and
-// leaves no filesystem the kernel would mount as complete.
+// layout.
+//
+// The first block, which holds the primary superblock and its magic, is
+// written last, after a Sync when dev has one (an *os.File does): a format
+// cut short (power loss, a cancelled ctx, a write error) leaves a device
+// without an ext4 superblock, never one the kernel would mount half made.
+// dev is not synced after that last write: the caller owns it. ctx is
+// checked before every write.
 func Format(ctx context.Context, dev Device, size int64, opts *Options) (Stats, error) {
 	start := time.Now()
 	if opts == nil {
@@ -111,6 +116,9 @@ func Format(ctx context.Context, dev Device, size int64, opts *Options) (Stats, 
 	if err == nil {
 		err = disableMountCount(b, uint64(size/BlockSize))
 	}
+	if err == nil {
+		err = b.flushHead()
+	}
 	st := Stats{Size: size, Blocks: uint64(size / BlockSize), BytesWritten: b.written.Load(), Duration: time.Since(start)}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -135,12 +143,45 @@ func mkLostFound(fsys *dext4.FileSystem) error {
 
 // storage adapts a Device to the library's backend.Storage: positional
 // reads and writes within size, each write checking ctx and counted. The
-// library uses nothing else; the streaming methods fail.
+// library uses nothing else; the streaming methods fail. The first block
+// is kept in head, read from dev on first use, and written by flushHead.
 type storage struct {
 	ctx     context.Context
 	dev     Device
 	size    int64
+	head    []byte
 	written atomic.Int64
+}
+
+// loadHead reads the first block into head, once.
+func (s *storage) loadHead() error {
+	if s.head != nil {
+		return nil
+	}
+	head := make([]byte, BlockSize)
+	if _, err := s.dev.ReadAt(head, 0); err != nil {
+		return err
+	}
+	s.head = head
+	return nil
+}
+
+// flushHead syncs dev if it can, then writes the first block.
+func (s *storage) flushHead() error {
+	if s.head == nil {
+		return nil
+	}
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := s.dev.(interface{ Sync() error }); ok {
+		if err := d.Sync(); err != nil {
+			return err
+		}
+	}
+	n, err := s.dev.WriteAt(s.head, 0)
+	s.written.Add(int64(n))
+	return err
 }
 
 var errUnsupported = errors.New("ext4: not supported by the device adapter")
@@ -149,7 +190,18 @@ func (s *storage) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("ext4: read of %d bytes at %d outside the %d-byte filesystem", len(p), off, s.size)
 	}
-	return s.dev.ReadAt(p, off)
+	var n int
+	if off < BlockSize {
+		if err := s.loadHead(); err != nil {
+			return 0, err
+		}
+		n = copy(p, s.head[off:])
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	m, err := s.dev.ReadAt(p[n:], off+int64(n))
+	return n + m, err
 }
 
 func (s *storage) WriteAt(p []byte, off int64) (int, error) {
@@ -159,9 +211,19 @@ func (s *storage) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("ext4: write of %d bytes at %d outside the %d-byte filesystem", len(p), off, s.size)
 	}
-	n, err := s.dev.WriteAt(p, off)
-	s.written.Add(int64(n))
-	return n, err
+	var n int
+	if off < BlockSize {
+		if err := s.loadHead(); err != nil {
+			return 0, err
+		}
+		n = copy(s.head[off:], p)
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	m, err := s.dev.WriteAt(p[n:], off+int64(n))
+	s.written.Add(int64(m))
+	return n + m, err
 }
 
 func (s *storage) Stat() (fs.FileInfo, error)              { return nil, errUnsupported }

@@ -232,10 +232,59 @@ func TestFormatOutOfRange(t *testing.T) {
 	}
 }
 
-// memDevice is an in-memory Device that fails accesses beyond limit.
+// TestFormatSuperblockLast: the first block (primary superblock) is the
+// last write, after a sync, and a format cut short at any write leaves the
+// device without the ext4 magic, so the enclave's blank/no-filesystem
+// rule sees no filesystem rather than a half-made one.
+func TestFormatSuperblockLast(t *testing.T) {
+	var log []string
+	dev := &memDevice{b: make([]byte, MinSize), log: &log}
+	rand.Read(dev.b)
+	dev.b[1080], dev.b[1081] = 0, 0
+	if _, err := Format(context.Background(), dev, MinSize, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(log); n < 3 || log[n-2] != "sync" || log[n-1] != "write 0" {
+		t.Fatalf("last operations %q, want sync then write 0", log[max(0, len(log)-3):])
+	}
+	writes := 0
+	for _, op := range log {
+		if op != "sync" {
+			writes++
+		}
+	}
+	for _, cut := range []int{1, 2, writes / 2, writes - 1} {
+		t.Run(fmt.Sprintf("cut after %d of %d writes", cut, writes), func(t *testing.T) {
+			dev := &memDevice{b: make([]byte, MinSize), failAfter: cut}
+			// The library formats errors with %v, so match the text.
+			if _, err := Format(context.Background(), dev, MinSize, nil); err == nil || !strings.Contains(err.Error(), errPowerCut.Error()) {
+				t.Fatalf("Format: %v, want the injected failure", err)
+			}
+			if dev.b[1080] == 0x53 && dev.b[1081] == 0xef {
+				t.Fatal("ext4 magic on a device whose format was cut short")
+			}
+		})
+	}
+}
+
+var errPowerCut = errors.New("injected write failure")
+
+// memDevice is an in-memory Device that fails accesses beyond limit and,
+// with failAfter, every write after that many; log records writes ("write
+// OFFSET") and syncs.
 type memDevice struct {
-	b     []byte
-	limit int64
+	b         []byte
+	limit     int64
+	failAfter int
+	writes    int
+	log       *[]string
+}
+
+func (m *memDevice) Sync() error {
+	if m.log != nil {
+		*m.log = append(*m.log, "sync")
+	}
+	return nil
 }
 
 func (m *memDevice) ReadAt(p []byte, off int64) (int, error) {
@@ -248,6 +297,12 @@ func (m *memDevice) ReadAt(p []byte, off int64) (int, error) {
 func (m *memDevice) WriteAt(p []byte, off int64) (int, error) {
 	if err := m.check(p, off); err != nil {
 		return 0, err
+	}
+	if m.writes++; m.failAfter > 0 && m.writes > m.failAfter {
+		return 0, errPowerCut
+	}
+	if m.log != nil {
+		*m.log = append(*m.log, fmt.Sprintf("write %d", off))
 	}
 	return copy(m.b[off:], p), nil
 }
