@@ -186,40 +186,38 @@ func (s *storage) flushHead() error {
 
 var errUnsupported = errors.New("ext4: not supported by the device adapter")
 
-func (s *storage) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > s.size {
-		return 0, fmt.Errorf("ext4: read of %d bytes at %d outside the %d-byte filesystem", len(p), off, s.size)
-	}
-	var n int
-	if off < BlockSize {
-		if err := s.loadHead(); err != nil {
-			return 0, err
-		}
-		n = copy(p, s.head[off:])
-		if n == len(p) {
-			return n, nil
-		}
-	}
-	m, err := s.dev.ReadAt(p[n:], off+int64(n))
-	return n + m, err
-}
+func (s *storage) ReadAt(p []byte, off int64) (int, error) { return s.access(p, off, false) }
 
 func (s *storage) WriteAt(p []byte, off int64) (int, error) {
 	if err := s.ctx.Err(); err != nil {
 		return 0, err
 	}
+	return s.access(p, off, true)
+}
+
+// access reads or writes p at off: the part in the first block from or
+// into head, the rest on dev.
+func (s *storage) access(p []byte, off int64, write bool) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
-		return 0, fmt.Errorf("ext4: write of %d bytes at %d outside the %d-byte filesystem", len(p), off, s.size)
+		return 0, fmt.Errorf("ext4: access to %d bytes at %d outside the %d-byte filesystem", len(p), off, s.size)
 	}
 	var n int
 	if off < BlockSize {
 		if err := s.loadHead(); err != nil {
 			return 0, err
 		}
-		n = copy(s.head[off:], p)
+		if write {
+			n = copy(s.head[off:], p)
+		} else {
+			n = copy(p, s.head[off:])
+		}
 		if n == len(p) {
 			return n, nil
 		}
+	}
+	if !write {
+		m, err := s.dev.ReadAt(p[n:], off+int64(n))
+		return n + m, err
 	}
 	m, err := s.dev.WriteAt(p[n:], off+int64(n))
 	s.written.Add(int64(m))

@@ -15,14 +15,14 @@ import (
 	"testing"
 )
 
-// needTool returns the path of an e2fsprogs tool or skips the test.
-func needTool(t *testing.T, name string) string {
+// e2fsprogs runs e2fsck or dumpe2fs (the oracles) with args, skipping the
+// test when e2fsprogs is not installed.
+func e2fsprogs(t *testing.T, tool string, args ...string) *exec.Cmd {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install e2fsprogs)", name)
+	if _, err := exec.LookPath(tool); err != nil {
+		t.Skipf("%s not installed (apt-get install e2fsprogs)", tool)
 	}
-	return p
+	return exec.Command(tool, args...)
 }
 
 // garbageImage creates a file of size bytes that reads like an unwritten
@@ -80,7 +80,7 @@ func formatFile(t *testing.T, path string, size int64, opts *Options) Stats {
 // fsck runs e2fsck -fn and fails the test unless it exits 0.
 func fsck(t *testing.T, path string) {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "e2fsck"), "-fn", path).CombinedOutput()
+	out, err := e2fsprogs(t, "e2fsck", "-fn", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
 	}
@@ -89,7 +89,7 @@ func fsck(t *testing.T, path string) {
 // dumpe2fs returns the fields of dumpe2fs -h.
 func dumpe2fs(t *testing.T, path string) map[string]string {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "dumpe2fs"), "-h", path).Output()
+	out, err := e2fsprogs(t, "dumpe2fs", "-h", path).Output()
 	if err != nil {
 		t.Fatalf("dumpe2fs -h: %v\n%s", err, out)
 	}
@@ -106,8 +106,8 @@ func dumpe2fs(t *testing.T, path string) map[string]string {
 // TestFormatOracle formats random-filled images of many sizes and has
 // e2fsck -fn and dumpe2fs judge them.
 func TestFormatOracle(t *testing.T) {
-	needTool(t, "e2fsck")
-	needTool(t, "dumpe2fs")
+	e2fsprogs(t, "e2fsck")
+	e2fsprogs(t, "dumpe2fs")
 	for _, tc := range []struct {
 		name string
 		size int64
@@ -160,7 +160,7 @@ func TestFormatOracle(t *testing.T) {
 			}
 			if tc.size > 128<<20 {
 				// The first backup superblock describes the same filesystem.
-				out, err := exec.Command(needTool(t, "e2fsck"), "-fn", "-b", "32768", "-B", strconv.Itoa(BlockSize), path).CombinedOutput()
+				out, err := e2fsprogs(t, "e2fsck", "-fn", "-b", "32768", "-B", strconv.Itoa(BlockSize), path).CombinedOutput()
 				if err != nil {
 					t.Errorf("e2fsck -fn -b 32768: %v\n%s", err, out)
 				}
@@ -175,7 +175,7 @@ func TestFormatOracle(t *testing.T) {
 // TestFormatUUID: a given UUID is the filesystem's, and the default is
 // random (two formats differ).
 func TestFormatUUID(t *testing.T) {
-	needTool(t, "dumpe2fs")
+	e2fsprogs(t, "dumpe2fs")
 	id := [16]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 	path := garbageImage(t, MinSize)
 	formatFile(t, path, MinSize, &Options{UUID: id})

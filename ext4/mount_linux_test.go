@@ -126,7 +126,7 @@ func checkTree(t *testing.T, want map[string][]byte) {
 // directories written and fsynced in it survive a remount, and e2fsck -fn
 // still passes afterwards.
 func TestKernelMount(t *testing.T) {
-	needTool(t, "e2fsck")
+	e2fsprogs(t, "e2fsck")
 	img, mnt, loop := mountLoop(t, 200<<20)
 	want := writeTree(t, mnt)
 	if fi, err := os.Stat(filepath.Join(mnt, "lost+found")); err != nil || fi.Mode() != os.ModeDir|0o700 {
@@ -144,8 +144,8 @@ func TestKernelMount(t *testing.T) {
 // filesystem needs recovery; the kernel replays the journal on the next
 // mount, the data is there and e2fsck -fn passes.
 func TestKernelJournalReplay(t *testing.T) {
-	needTool(t, "e2fsck")
-	needTool(t, "dumpe2fs")
+	e2fsprogs(t, "e2fsck")
+	e2fsprogs(t, "dumpe2fs")
 	img, mnt, loop := mountLoop(t, 64<<20)
 	want := writeTree(t, mnt)
 	d, err := os.Open(mnt)
