@@ -16,8 +16,9 @@
 //   - 4096-byte blocks (blocks.rst): dm-crypt maps 4096-byte sectors, and
 //     the kernel refuses a filesystem block smaller than the device's
 //     logical sector. 32768 blocks per group (blockgroup.rst), sparse_super
-//     backups in groups 0, 1 and powers of 3, 5 and 7, flex_bg packing 16
-//     groups' bitmaps and inode tables together, 64bit descriptors.
+//     backups in groups 0, 1 and powers of 3, 5 and 7, flex_bg packing the
+//     bitmaps and inode tables of 8 groups (1 GiB) at the start of the
+//     first, 64bit descriptors.
 //   - Features (super.rst): has_journal, ext_attr, dir_index, filetype,
 //     extent, 64bit, flex_bg, sparse_super, large_file, huge_file,
 //     dir_nlink, extra_isize (256-byte inodes), metadata_csum with

@@ -27,9 +27,9 @@ func e2fsprogs(t *testing.T, tool string, args ...string) *exec.Cmd {
 
 // garbageImage creates a file of size bytes that reads like an unwritten
 // dm-crypt device: random bytes where metadata may land. The first 256 MiB
-// are random, and beyond them the first 64 MiB of every 2 GiB flex group
-// and the first 1 MiB of every 128 MiB group; the rest stays sparse, to
-// spare the shared disk.
+// are random, and beyond them the first 16 MiB of every 1 GiB flex group
+// (bitmaps and inode tables of its 8 groups) and the first 1 MiB of every
+// 128 MiB group; the rest stays sparse, to spare the shared disk.
 func garbageImage(t *testing.T, size int64) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run.img")
@@ -49,8 +49,8 @@ func garbageImage(t *testing.T, size int64) string {
 	}
 	fill(0, 256<<20)
 	for off := int64(256 << 20); off < size; off += 128 << 20 {
-		if off%(2<<30) == 0 {
-			fill(off, 64<<20)
+		if off%(1<<30) == 0 {
+			fill(off, 16<<20)
 		} else {
 			fill(off, 1<<20)
 		}
@@ -118,7 +118,7 @@ func TestFormatOracle(t *testing.T) {
 		{"one group exactly", 128 << 20},
 		{"partial second group", 128<<20 + 40960},
 		{"odd multi-group", 300<<20 + 12345},
-		{"two flex groups", 2<<30 + 300<<20},
+		{"three flex groups", 2<<30 + 300<<20},
 		{"sparse 5GiB", 5 << 30},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
