@@ -665,9 +665,14 @@ func leaveArtifact(t *testing.T, run string) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	// The LUKS2 header and keyslots are in the first 16 MiB; the rest is
-	// ciphertext the host check does not need.
-	const keep = 16 << 20
+	// All of it: the LUKS2 header and keyslots (the first 16 MiB) for
+	// cryptsetup, and the ciphertext, which the host check decrypts for
+	// e2fsck.
+	fi, err := in.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := fi.Size()
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, len(buf))
 	for off := int64(0); off < keep; off += int64(len(buf)) {
@@ -690,7 +695,7 @@ func leaveArtifact(t *testing.T, run string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("run image header left in %s", dst)
+	t.Logf("run image left in %s", dst)
 }
 
 // corruptCopy copies the image and flips one byte inside a data block of
