@@ -36,7 +36,7 @@ func blankRun(t *testing.T) *os.File {
 	return f
 }
 
-func sum(t *testing.T, f *os.File) [32]byte {
+func imageSum(t *testing.T, f *os.File) [32]byte {
 	t.Helper()
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, sealedTestSize)); err != nil {
@@ -77,7 +77,7 @@ func TestUnlockSealed(t *testing.T) {
 	if ec[kms.ContextUUID] != info.UUID {
 		t.Errorf("token context %v does not bind the header's UUID %s", ec, info.UUID)
 	}
-	before := sum(t, f)
+	before := imageSum(t, f)
 	vol, fresh, err := unlockSealed(ctx, f, "run", s, RunLUKS, nil, slog.New(slog.DiscardHandler))
 	if err != nil || fresh {
 		t.Fatalf("second unlock: fresh %v, %v", fresh, err)
@@ -86,7 +86,7 @@ func TestUnlockSealed(t *testing.T) {
 	if !bytes.Equal(vol.Key, volKey) {
 		t.Fatal("the second unlock opened another volume key")
 	}
-	if sum(t, f) != before {
+	if imageSum(t, f) != before {
 		t.Error("unlocking an existing volume wrote to it")
 	}
 
@@ -201,12 +201,12 @@ func TestUnlockSealedFailures(t *testing.T) {
 			if tt.unreach {
 				s = env.UnreachableSealer(t, kmsenv.FastRetry)
 			}
-			before, dials := sum(t, tt.f), env.Dials.Load()
+			before, dials := imageSum(t, tt.f), env.Dials.Load()
 			vol, _, err := unlockSealed(ctx, tt.f, "run", s, tt.state, nil, slog.New(slog.DiscardHandler))
 			if !errors.Is(err, tt.want) || vol != nil {
 				t.Fatalf("unlockSealed = %v, %v; want %v", vol, err, tt.want)
 			}
-			if sum(t, tt.f) != before {
+			if imageSum(t, tt.f) != before {
 				t.Error("the failed unlock changed the run image")
 			}
 			if tt.namesPCRs && (!strings.Contains(err.Error(), kmsenv.KeyARN) || !strings.Contains(err.Error(), "PCR0=")) {
