@@ -47,6 +47,14 @@ const (
 	defaultConnectDeadline = 60 * time.Second
 )
 
+// DefaultHeartbeat is where nitro-cli waits for the enclave's boot
+// heartbeat (package heartbeat: CID 3, port 9000); HeartbeatOff in
+// Config.Heartbeat disables it.
+const (
+	DefaultHeartbeat = "vsock://3:9000"
+	HeartbeatOff     = "off"
+)
+
 // Duration is a time.Duration that reads and writes JSON as "30s".
 type Duration time.Duration
 
@@ -85,6 +93,12 @@ type Config struct {
 	// Parent is where nbd-parent listens: "vsock://CID:PORT" (CID 3 is the
 	// parent in Nitro, 1 is loopback), "tcp://HOST:PORT" or "unix:///path".
 	Parent string `json:"parent,omitempty"`
+	// Heartbeat is where the boot heartbeat goes when the agent runs as
+	// PID 1 (DefaultHeartbeat, nitro-cli's listener; tests use
+	// "vsock://1:9000", the loopback); HeartbeatOff skips it. Same syntax as
+	// Parent. HeartbeatTimeout bounds the exchange (default 20s).
+	Heartbeat        string   `json:"heartbeat,omitempty"`
+	HeartbeatTimeout Duration `json:"heartbeat_timeout,omitempty"`
 	// ImageExport and RunExport are the NBD export names of the verity
 	// image and of the encrypted run volume.
 	ImageExport string `json:"image_export,omitempty"`
@@ -132,6 +146,7 @@ func (c Config) Defaults() Config {
 		}
 	}
 	def(&c.Parent, DefaultParent)
+	def(&c.Heartbeat, DefaultHeartbeat)
 	def(&c.ImageExport, DefaultImageExport)
 	def(&c.RunExport, DefaultRunExport)
 	def(&c.LowerDir, DefaultLowerDir)
@@ -178,7 +193,12 @@ func (c Config) Validate() error {
 	if len(c.App.Args()) == 0 {
 		return fmt.Errorf("%w: app has neither entrypoint nor cmd", ErrConfig)
 	}
-	if c.Timeout < 0 || c.DeadConnTimeout < 0 || c.StopGrace < 0 {
+	if c.Heartbeat != HeartbeatOff {
+		if _, err := ParseParent(c.Heartbeat); err != nil {
+			return fmt.Errorf("%w (heartbeat)", err)
+		}
+	}
+	if c.Timeout < 0 || c.DeadConnTimeout < 0 || c.StopGrace < 0 || c.HeartbeatTimeout < 0 {
 		return fmt.Errorf("%w: negative timeout", ErrConfig)
 	}
 	return nil

@@ -45,7 +45,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	want := Config{
-		Parent: "vsock://3:10809", ImageExport: "image", RunExport: "run",
+		Parent: "vsock://3:10809", Heartbeat: DefaultHeartbeat, ImageExport: "image", RunExport: "run",
 		Key:      "file:/etc/enclave-storage/run.key",
 		LowerDir: DefaultLowerDir, UpperDir: DefaultUpperDir, RootDir: DefaultRootDir,
 		Mkfs: DefaultMkfs, Timeout: Duration(30 * time.Second), DeadConnTimeout: Duration(2 * time.Minute),
@@ -108,6 +108,10 @@ func TestValidate(t *testing.T) {
 		{"no app", func(c *Config) { c.App = App{} }, false},
 		{"bad parent", func(c *Config) { c.Parent = "http://x" }, false},
 		{"negative grace", func(c *Config) { c.StopGrace = -1 }, false},
+		{"heartbeat loopback", func(c *Config) { c.Heartbeat = "vsock://1:9000" }, true},
+		{"heartbeat off", func(c *Config) { c.Heartbeat = HeartbeatOff }, true},
+		{"bad heartbeat", func(c *Config) { c.Heartbeat = "vsock://3" }, false},
+		{"negative heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = -1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

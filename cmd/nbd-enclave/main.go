@@ -66,6 +66,12 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 		log.Error("configuration", "err", err)
 		return 2
 	}
+	if os.Getpid() == 1 {
+		// nitro-cli stops an enclave whose init sends no heartbeat.
+		if err := enclave.Heartbeat(ctx, cfg, log); err != nil {
+			return 1
+		}
+	}
 	err = enclave.Run(ctx, cfg, log)
 	if err == nil {
 		return 0
@@ -89,6 +95,7 @@ func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
 	var (
 		configPath  = fs.String("config", enclave.DefaultConfigJSONPath, "configuration JSON; a missing file at the default path is not an error")
 		parent      = fs.String("parent", "", "nbd-parent address: vsock://CID:PORT, tcp://HOST:PORT or unix:///PATH (default "+enclave.DefaultParent+")")
+		heartbeat   = fs.String("heartbeat", "", "where to send the boot heartbeat as PID 1, same syntax as --parent, or "+enclave.HeartbeatOff+" (default "+enclave.DefaultHeartbeat+")")
 		imageExport = fs.String("image-export", "", "NBD export of the verity image (default "+enclave.DefaultImageExport+")")
 		runExport   = fs.String("run-export", "", "NBD export of the encrypted run volume (default "+enclave.DefaultRunExport+")")
 		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME or random: (with --ephemeral)")
@@ -140,6 +147,7 @@ Flags:
 		}
 	}
 	str("parent", &cfg.Parent, *parent)
+	str("heartbeat", &cfg.Heartbeat, *heartbeat)
 	str("image-export", &cfg.ImageExport, *imageExport)
 	str("run-export", &cfg.RunExport, *runExport)
 	str("key", &cfg.Key, *key)
