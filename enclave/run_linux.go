@@ -217,33 +217,3 @@ func stopStragglers(appPid int, grace time.Duration, log *slog.Logger) {
 	}
 	unix.Kill(target, unix.SIGKILL)
 }
-
-// InitSystem mounts what an init must before anything else when the agent
-// runs as PID 1 from the ramdisk: proc at /proc, sysfs at /sys and devtmpfs
-// at /dev, each only when not already there.
-func InitSystem() error {
-	mounts := []struct{ fstype, dir, probe string }{
-		{"proc", "/proc", "/proc/self"},
-		{"sysfs", "/sys", "/sys/kernel"},
-		{"devtmpfs", "/dev", "/dev/null"},
-	}
-	for _, m := range mounts {
-		if _, err := os.Stat(m.probe); err == nil {
-			continue
-		}
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			return fmt.Errorf("enclave: %w", err)
-		}
-		if err := unix.Mount(m.fstype, m.dir, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-			return fmt.Errorf("enclave: mounting %s at %s: %w", m.fstype, m.dir, err)
-		}
-	}
-	return nil
-}
-
-// PowerOff syncs and powers the machine off; as PID 1 the agent must never
-// simply exit (the kernel would panic).
-func PowerOff() error {
-	unix.Sync()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-}

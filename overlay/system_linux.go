@@ -51,3 +51,7 @@ func (r *Root) mountSystem(m SystemMount) error {
 	r.mounts = append(r.mounts, dst)
 	return nil
 }
+
+// IsMountPoint reports whether p is the root of a mount (its mount ID
+// differs from its parent directory's).
+func IsMountPoint(p string) bool { return isMountPoint(p) }

@@ -14,8 +14,9 @@
 //
 //	nbd-enclave --parent vsock://1:10809 --key random: --ephemeral -- /bin/sh -c 'echo hi > /data'
 //
-// Run as PID 1 it first mounts /proc, /sys and /dev, and powers the
-// machine off when done instead of exiting.
+// Run as PID 1 it first does an init's duties (enclave.InitSystem) and
+// sends nitro-cli's boot heartbeat (enclave.Heartbeat), and reboots the
+// machine when done instead of exiting, which ends the enclave.
 package main
 
 import (
@@ -39,10 +40,11 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	code := run(ctx, log, os.Args[1:], os.Stderr)
 	if os.Getpid() == 1 {
-		// The kernel panics when init exits: power off instead.
-		log.Info("powering off", "status", code)
-		if err := enclave.PowerOff(); err != nil {
-			log.Error("power off", "err", err)
+		// The kernel panics when init exits; the reference init reboots,
+		// which ends the enclave.
+		log.Info("rebooting to end the enclave", "status", code)
+		if err := enclave.Reboot(); err != nil {
+			log.Error("reboot", "err", err)
 		}
 		select {}
 	}
@@ -53,7 +55,7 @@ func main() {
 // an agent failure, 2 for a usage error.
 func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer) int {
 	if os.Getpid() == 1 {
-		if err := enclave.InitSystem(); err != nil {
+		if err := enclave.InitSystem(log); err != nil {
 			log.Error("init", "err", err)
 			return 1
 		}
