@@ -172,7 +172,7 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		go ReapOrphans(rctx, cmd.Process.Pid)
 	}
 	err = cmd.Wait()
-	stopStragglers(cmd.Process.Pid, time.Duration(cfg.StopGrace), log)
+	stopStragglers(cmd.Process.Pid, root.Dir(), time.Duration(cfg.StopGrace), log)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -192,28 +192,4 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 	default:
 		return fmt.Errorf("enclave: waiting for %s: %w", cmd.Path, err)
 	}
-}
-
-// stopStragglers ends what the application left running, which would
-// otherwise keep the overlay busy and the run volume mounted: as PID 1
-// every other process (kill(-1), as inits do at shutdown), else the
-// application's process group (it was started in a session of its own).
-// SIGTERM first, SIGKILL after grace.
-func stopStragglers(appPid int, grace time.Duration, log *slog.Logger) {
-	target := -appPid
-	if os.Getpid() == 1 {
-		target = -1
-	}
-	if err := unix.Kill(target, unix.SIGTERM); err != nil {
-		return // ESRCH: nothing left
-	}
-	log.Info("stopping processes the application left behind", "target", target)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if unix.Kill(target, 0) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	unix.Kill(target, unix.SIGKILL)
 }
