@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/enclave-storage/enclave-storage/crypt"
 )
 
 // fixtures are embedded so the test binary also runs inside the
@@ -110,6 +112,8 @@ func TestValidate(t *testing.T) {
 		{"negative grace", func(c *Config) { c.StopGrace = -1 }, false},
 		{"heartbeat loopback", func(c *Config) { c.Heartbeat = "vsock://1:9000" }, true},
 		{"heartbeat off", func(c *Config) { c.Heartbeat = HeartbeatOff }, true},
+		{"cheap kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1000} }, true},
+		{"unknown kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "scrypt"} }, false},
 		{"bad heartbeat", func(c *Config) { c.Heartbeat = "vsock://3" }, false},
 		{"negative heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = -1 }, false},
 	}
@@ -229,4 +233,23 @@ func FuzzPinned(f *testing.F) {
 			t.Fatalf("accepted %+v", p)
 		}
 	})
+}
+
+func TestConfigLUKSKDF(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"key": "file:/k", "luks_kdf": {"type": "pbkdf2", "iterations": 1000}, "app": {"cmd": ["/app"]}}`), 0o600)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Defaults().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := c.formatOptions()
+	if got == nil || got.KDF != (crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}) {
+		t.Fatalf("formatOptions() = %+v, want pbkdf2 with 1000 iterations", got)
+	}
+	if (Config{}).formatOptions() != nil {
+		t.Fatal("without luks_kdf, formatOptions() must leave crypt's defaults")
+	}
 }

@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)
 
 	// 4. dm-crypt, ext4.
-	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.luksFormat, undo, log)
+	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.formatOptions(), undo, log)
 	if err != nil {
 		return err
 	}
