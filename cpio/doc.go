@@ -1,5 +1,7 @@
 // Package cpio writes reproducible "newc" (SVR4, magic "070701") cpio
-// archives, the format the Linux kernel unpacks as an initramfs.
+// archives, the format the Linux kernel unpacks as an initramfs, and reads
+// them back (Reader: bounded, for imgbuild describe to list what an EIF's
+// ramdisks carry).
 //
 // Nitro Enclaves boot from ramdisks only, and each ramdisk is measured into
 // the enclave's PCRs, so the same inputs must give the same bytes. Writer

@@ -21,7 +21,12 @@
 // cmdline is written without a trailing NUL. The metadata section is
 // compact JSON (ImageName, ImageVersion, BuildMetadata{BuildTime,
 // BuildTool, BuildToolVersion, OperatingSystem, KernelVersion},
-// DockerInfo, CustomMetadata). crc32 is the IEEE (ISO-HDLC) CRC-32 of the
+// DockerInfo, CustomMetadata), byte for byte as serde_json::to_vec writes
+// nitro-cli's EifIdentityInfo: struct fields in declaration order,
+// DockerInfo and CustomMetadata as serde_json::Value (object keys sorted,
+// integers kept, other numbers as ryu-formatted f64, serde's string
+// escapes), BuildTime as chrono's to_rfc3339. The header flags carry
+// FlagARM64 for an arm64 kernel (KernelFlags). crc32 is the IEEE (ISO-HDLC) CRC-32 of the
 // whole file except the crc32 field itself: the first 544 header bytes,
 // then every section header and its data in file order.
 //

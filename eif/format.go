@@ -3,6 +3,7 @@ package eif
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 )
 
 // Magic is the EIF file magic, ".eif" in ASCII.
@@ -142,4 +143,16 @@ func (s *SectionHeader) UnmarshalBinary(b []byte) error {
 	s.Flags = binary.BigEndian.Uint16(b[2:])
 	s.Size = binary.BigEndian.Uint64(b[4:])
 	return nil
+}
+
+// KernelFlags returns the header flags for a kernel image, as nitro-cli
+// sets them: FlagARM64 for an arm64 Image (the "ARM\x64" magic at offset
+// 56 of its header, Documentation/arch/arm64/booting.rst), 0 for anything
+// else (an x86_64 bzImage).
+func KernelFlags(kernel io.ReaderAt) uint16 {
+	var magic [4]byte
+	if _, err := kernel.ReadAt(magic[:], 56); err == nil && string(magic[:]) == "ARM\x64" {
+		return FlagARM64
+	}
+	return 0
 }

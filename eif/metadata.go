@@ -1,7 +1,6 @@
 package eif
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,8 +9,8 @@ import (
 )
 
 // Metadata is the JSON of the metadata section (EifIdentityInfo in
-// aws-nitro-enclaves-image-format). Field order and names match what
-// nitro-cli writes with serde_json. It is not measured into any PCR.
+// aws-nitro-enclaves-image-format). Build encodes it as nitro-cli does
+// with serde_json (serdejson.go). It is not measured into any PCR.
 type Metadata struct {
 	ImageName     string    `json:"ImageName"`
 	ImageVersion  string    `json:"ImageVersion"`
@@ -31,15 +30,23 @@ type BuildInfo struct {
 	KernelVersion    string `json:"KernelVersion"`
 }
 
-// FormatBuildTime formats t as chrono's to_rfc3339 does for UTC times
-// ("+00:00", fractional seconds only when non-zero), the form nitro-cli
-// writes in BuildTime.
+// FormatBuildTime formats t as chrono's DateTime<Utc>::to_rfc3339 does,
+// the form nitro-cli writes in BuildTime: offset "+00:00", and fractional
+// seconds (SecondsFormat::AutoSi) only when non-zero, in 3, 6 or 9 digits,
+// the fewest that hold them.
 func FormatBuildTime(t time.Time) string {
 	t = t.UTC()
-	if t.Nanosecond() == 0 {
-		return t.Format("2006-01-02T15:04:05-07:00")
+	ns := t.Nanosecond()
+	layout := "2006-01-02T15:04:05.000000000"
+	switch {
+	case ns == 0:
+		layout = "2006-01-02T15:04:05"
+	case ns%1_000_000 == 0:
+		layout = "2006-01-02T15:04:05.000"
+	case ns%1_000 == 0:
+		layout = "2006-01-02T15:04:05.000000"
 	}
-	return t.Format("2006-01-02T15:04:05.000000000-07:00")
+	return t.Format(layout) + "+00:00"
 }
 
 // SourceDateEpoch returns the time in $SOURCE_DATE_EPOCH
@@ -56,18 +63,5 @@ func SourceDateEpoch() (t time.Time, ok bool, err error) {
 	return time.Unix(n, 0).UTC(), true, nil
 }
 
-// marshal encodes m compactly without HTML escaping, as serde_json does.
-func (m *Metadata) marshal() ([]byte, error) {
-	for name, raw := range map[string]json.RawMessage{"DockerInfo": m.DockerInfo, "CustomMetadata": m.CustomMetadata} {
-		if raw != nil && !json.Valid(raw) {
-			return nil, fmt.Errorf("eif: metadata %s is not valid JSON", name)
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("eif: encoding metadata: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+// marshal encodes m as nitro-cli does (serde_json; see serdeMarshal).
+func (m *Metadata) marshal() ([]byte, error) { return serdeMarshal(m) }

@@ -15,7 +15,9 @@
 //     filesystem size, where the image came from and how to run it;
 //  6. WriteEIF, when a kernel is given: an enclave image file (package eif)
 //     whose kernel command line and application ramdisk pin the root
-//     hash, and pcrs.json with its measurements.
+//     hash, and pcrs.json with its measurements. With KernelModules, the
+//     bootstrap ramdisk carries the kernel modules nbd-enclave loads
+//     (ModulesRamdisk, package kmod); EIFModules reads them back.
 //
 // Everything is reproducible: the same image and options give the same
 // bytes. The filesystem and EIF timestamps come from SOURCE_DATE_EPOCH or,

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/enclave-storage/enclave-storage/cpio"
 	"github.com/enclave-storage/enclave-storage/eif"
 	"github.com/enclave-storage/enclave-storage/erofs"
 	"github.com/enclave-storage/enclave-storage/imgsrc"
@@ -74,6 +73,12 @@ type Options struct {
 	// exports...) to put in the application ramdisk; its "app" field is
 	// filled from the image config when absent. Empty means {"app": ...}.
 	EnclaveConfig string
+	// KernelModules is a kernel's module tree (/lib/modules/KVER, or a
+	// root holding one) to take modules from into the bootstrap ramdisk;
+	// empty for a kernel with everything built in. KernelModuleNames
+	// lists them (nil: kmod.DefaultNames).
+	KernelModules     string
+	KernelModuleNames []string
 
 	// Progress, if set, is called as steps start and finish.
 	Progress func(Event)
@@ -103,7 +108,9 @@ type Result struct {
 	// Paths of the outputs; EIF and PCRs are empty without a kernel.
 	Rootfs, ManifestPath, EIF, PCRs string
 	PCRValues                       *eif.PCRs
-	Steps                           []StepTime
+	// Modules lists the kernel modules the EIF carries, if any.
+	Modules *ModuleSet
+	Steps   []StepTime
 }
 
 // Manifest is rootfs.verity.json: what the parent needs to serve the image
@@ -288,6 +295,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 				EnclaveConfig: opts.EnclaveConfig,
 				Manifest:      &res.Manifest,
 				BuildTime:     sde,
+				KernelModules: opts.KernelModules,
+				ModuleNames:   opts.KernelModuleNames,
+				ModulesOut:    &res.Modules,
 			})
 			if err != nil {
 				return "", err
@@ -438,6 +448,12 @@ type EIFOptions struct {
 	EnclaveConfig string // optional nbd-enclave config JSON
 	Manifest      *Manifest
 	BuildTime     time.Time
+	// KernelModules, when set, is the module tree whose modules
+	// (ModuleNames, nil for kmod.DefaultNames) go into the bootstrap
+	// ramdisk (ModulesRamdisk); ModulesOut, if not nil, receives them.
+	KernelModules string
+	ModuleNames   []string
+	ModulesOut    **ModuleSet
 }
 
 // WriteEIF builds the enclave image: the kernel, the command line with
@@ -470,20 +486,12 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 	if err := (&eif.AppRamdisk{Enclave: init, VerityJSON: vj, ConfigJSON: cj, ModTime: mtime}).Write(ctx, &app); err != nil {
 		return eif.PCRs{}, fmt.Errorf("imgbuild: %w", err)
 	}
-	var boot eif.Blob
-	if o.Bootstrap != "" {
-		f, err := openBlob(o.Bootstrap)
-		if err != nil {
-			return eif.PCRs{}, err
-		}
-		defer f.Close()
-		boot = f
-	} else {
-		var b bytes.Buffer
-		if _, err := (&cpio.Archive{ModTime: mtime}).Write(ctx, &b); err != nil {
-			return eif.PCRs{}, fmt.Errorf("imgbuild: empty bootstrap ramdisk: %w", err)
-		}
-		boot = bytes.NewReader(b.Bytes())
+	boot, err := bootstrapRamdisk(ctx, o, mtime)
+	if err != nil {
+		return eif.PCRs{}, err
+	}
+	if c, ok := boot.(fileBlob); ok {
+		defer c.Close()
 	}
 	kernel, err := openBlob(o.Kernel)
 	if err != nil {
@@ -495,13 +503,18 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 	if bt.IsZero() {
 		bt = time.Unix(0, 0)
 	}
+	flags, err := eifFlags(kernel, m.Image.Platform)
+	if err != nil {
+		return eif.PCRs{}, err
+	}
 	meta := eif.Metadata{
 		ImageName:    m.Image.Ref,
 		ImageVersion: string(m.Image.Digest),
 		BuildMetadata: eif.BuildInfo{
 			BuildTime:       eif.FormatBuildTime(bt),
 			BuildTool:       "imgbuild",
-			OperatingSystem: "linux",
+			OperatingSystem: "Linux",
+			KernelVersion:   kernelVersion(o.Kernel),
 		},
 	}
 	tmp := filepath.Join(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+".tmp")
@@ -516,6 +529,7 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 		Cmdline:  cmdline,
 		Ramdisks: []eif.Blob{boot, bytes.NewReader(app.Bytes())},
 		Metadata: meta,
+		Flags:    flags,
 	})
 	if err == nil {
 		err = bw.Flush()

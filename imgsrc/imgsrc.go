@@ -124,8 +124,12 @@ func Open(ctx context.Context, ref string, opts Options) (*Image, error) {
 	return nil, fmt.Errorf("image %s: %w", ref, errors.Join(errs...))
 }
 
+// transportName is r in transport:reference form, without the trailing
+// ':' oci-archive and oci write for an empty image name
+// ("oci-archive:app.tar", not "oci-archive:app.tar:"): it becomes the
+// EIF's ImageName.
 func transportName(r types.ImageReference) string {
-	return r.Transport().Name() + ":" + r.StringWithinTransport()
+	return strings.TrimSuffix(r.Transport().Name()+":"+r.StringWithinTransport(), ":")
 }
 
 // transport returns the transport called name, among those imgsrc

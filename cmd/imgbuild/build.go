@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/imgsrc"
+	"github.com/enclave-storage/enclave-storage/kmod"
 )
 
 func buildCommand() subcommand {
@@ -28,6 +30,8 @@ dm-verity hash tree and writes to --out:
   rootfs.img           the filesystem, then the verity superblock and tree
   rootfs.verity.json   verity parameters, filesystem size, image digest, app config
   enclave.eif          with --kernel and --init: an EIF pinning the root hash
+                       (with --kernel-modules, its bootstrap ramdisk carries
+                       the kernel modules nbd-enclave loads at boot)
   pcrs.json            its PCRs (nitro-cli's Measurements JSON)
 
 IMAGE uses containers' transport syntax: docker://REF, docker-daemon:REF,
@@ -45,6 +49,8 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		initBin  = fs.String("init", "", "nbd-enclave binary for the EIF's application ramdisk (required with --kernel)")
 		boot     = fs.String("bootstrap", "", "bootstrap (first) ramdisk for the EIF (default: an empty cpio)")
 		encCfg   = fs.String("enclave-config", "", "nbd-enclave config JSON for the ramdisk (its \"app\" is filled from the image when absent)")
+		modDir   = fs.String("kernel-modules", "", "the kernel's module tree (lib/modules/KVER, or a root holding one): its modules nbd-enclave needs go into the bootstrap ramdisk; omit for a kernel with everything built in")
+		modNames = fs.String("kernel-module-names", strings.Join(kmod.DefaultNames(), ","), "modules to take with --kernel-modules (dependencies added, built-ins skipped, NAME? optional); a list starting with + adds to the default, e.g. +vsock_loopback for a test VM")
 		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image digest)")
 		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
 		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
@@ -63,6 +69,10 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 	opts := imgbuild.Options{
 		Ref: *in, Platform: *platform, OutDir: *out,
 		Kernel: *kernel, Cmdline: *cmdline, Init: *initBin, Bootstrap: *boot, EnclaveConfig: *encCfg,
+		KernelModules: *modDir, KernelModuleNames: kmod.ParseNames(*modNames),
+	}
+	if *modDir != "" && *kernel == "" {
+		return usagef("--kernel-modules needs --kernel")
 	}
 	if *kernel != "" && *initBin == "" {
 		return usagef("--kernel needs --init (the nbd-enclave binary)")
@@ -111,6 +121,9 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(w, "PCR0:        %s\n", res.PCRValues.PCR0)
 		fmt.Fprintf(w, "PCR1:        %s\n", res.PCRValues.PCR1)
 		fmt.Fprintf(w, "PCR2:        %s\n", res.PCRValues.PCR2)
+	}
+	if ms := res.Modules; ms != nil {
+		fmt.Fprintf(w, "modules:     %d for %s (%d bytes) in the bootstrap ramdisk\n", len(ms.Modules), ms.Release, ms.Bytes)
 	}
 	var total time.Duration
 	for _, s := range res.Steps {

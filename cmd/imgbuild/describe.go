@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/enclave-storage/enclave-storage/eif"
+	"github.com/enclave-storage/enclave-storage/imgbuild"
 )
 
 func describeCommand() subcommand {
@@ -51,14 +53,18 @@ func runDescribe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil && !errors.As(err, &crcErr) {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	// Kernel modules are read back from the ramdisks; one that is not a
+	// plain newc archive (a compressed ramdisk) only hides the list.
+	mods, modErr := imgbuild.EIFModules(ctx, f)
 	if *asJSON {
-		b, err := describeJSON(f)
+		b, err := describeJSON(f, mods)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.stdout, "%s\n", b)
 	} else {
 		describeText(env.stdout, f)
+		describeModules(env.stdout, mods, modErr)
 	}
 	if crcErr != nil {
 		return fmt.Errorf("%s: %w", name, crcErr)
@@ -85,6 +91,8 @@ type describeInfo struct {
 	Metadata     json.RawMessage `json:"Metadata,omitempty"`
 	Cmdline      string          `json:"Cmdline"`
 	Sections     []sectionInfo   `json:"Sections"`
+	// KernelModules are the modules the ramdisks carry, in load order.
+	KernelModules []imgbuild.CarriedModule `json:"KernelModules,omitempty"`
 }
 
 // certInfo mirrors nitro-cli's SignCertificateInfo, with OpenSSL's
@@ -167,13 +175,14 @@ type metadataInfo struct {
 	DockerInfo       json.RawMessage `json:"DockerInfo"`
 }
 
-func describeJSON(f *eif.File) ([]byte, error) {
+func describeJSON(f *eif.File, mods []imgbuild.CarriedModule) ([]byte, error) {
 	info := describeInfo{
-		EifVersion:   f.Header.Version,
-		Measurements: f.PCRs,
-		IsSigned:     f.Signature != nil,
-		CheckCRC:     f.CRCValid(),
-		Cmdline:      f.Cmdline,
+		EifVersion:    f.Header.Version,
+		Measurements:  f.PCRs,
+		IsSigned:      f.Signature != nil,
+		CheckCRC:      f.CRCValid(),
+		Cmdline:       f.Cmdline,
+		KernelModules: mods,
 	}
 	for _, s := range f.Sections {
 		info.Sections = append(info.Sections, sectionInfo{s.Type.String(), s.Offset, s.Size})
@@ -256,5 +265,29 @@ func describeText(w io.Writer, f *eif.File) {
 	fmt.Fprintf(w, "  PCR0  %s\n  PCR1  %s\n  PCR2  %s\n", p.PCR0, p.PCR1, p.PCR2)
 	if p.PCR8 != nil {
 		fmt.Fprintf(w, "  PCR8  %s\n", p.PCR8)
+	}
+}
+
+// describeModules lists the kernel modules the ramdisks carry, in the
+// order nbd-enclave loads them.
+func describeModules(w io.Writer, mods []imgbuild.CarriedModule, err error) {
+	if err != nil {
+		fmt.Fprintf(w, "\nKernel modules: not listed (%v)\n", err)
+		return
+	}
+	if len(mods) == 0 {
+		return
+	}
+	var total int64
+	for _, m := range mods {
+		total += max(m.Size, 0)
+	}
+	fmt.Fprintf(w, "\nKernel modules (%d, %d bytes, in load order):\n", len(mods), total)
+	for i, m := range mods {
+		size := strconv.FormatInt(m.Size, 10)
+		if m.Size < 0 {
+			size = "MISSING"
+		}
+		fmt.Fprintf(w, "  %2d  %-34s  ramdisk %d  %9s  %s\n", i+1, m.Name, m.Ramdisk, size, m.Path)
 	}
 }

@@ -59,6 +59,10 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 			log.Error("init", "err", err)
 			return 1
 		}
+		if err := enclave.LoadModules(ctx, "/", log); err != nil {
+			log.Error("init", "err", err)
+			return 1
+		}
 	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
