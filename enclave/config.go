@@ -33,7 +33,6 @@ const (
 	DefaultLowerDir       = "/mnt/lower"
 	DefaultUpperDir       = "/mnt/upper"
 	DefaultRootDir        = "/mnt/root"
-	DefaultMkfs           = "mkfs.ext4"
 	DefaultStopGrace      = 10 * time.Second
 	DefaultCmdlinePath    = "/proc/cmdline"
 	DefaultVerityJSONPath = "/" + pin.VerityPath
@@ -115,8 +114,6 @@ type Config struct {
 	LowerDir string `json:"lower_dir,omitempty"`
 	UpperDir string `json:"upper_dir,omitempty"`
 	RootDir  string `json:"root_dir,omitempty"`
-	// Mkfs is the mkfs.ext4 executable used on first launch.
-	Mkfs string `json:"mkfs,omitempty"`
 	// Timeout and DeadConnTimeout are the kernel NBD client's request and
 	// dead-connection timeouts (see package nbdkernel).
 	Timeout         Duration `json:"nbd_timeout,omitempty"`
@@ -183,7 +180,6 @@ func (c Config) Defaults() Config {
 	def(&c.LowerDir, DefaultLowerDir)
 	def(&c.UpperDir, DefaultUpperDir)
 	def(&c.RootDir, DefaultRootDir)
-	def(&c.Mkfs, DefaultMkfs)
 	def(&c.CmdlinePath, DefaultCmdlinePath)
 	def(&c.VerityJSONPath, DefaultVerityJSONPath)
 	if c.StopGrace == 0 {

@@ -50,7 +50,7 @@ func TestLoadConfig(t *testing.T) {
 		Parent: "vsock://3:10809", Heartbeat: DefaultHeartbeat, ImageExport: "image", RunExport: "run",
 		Key:      "file:/etc/enclave-storage/run.key",
 		LowerDir: DefaultLowerDir, UpperDir: DefaultUpperDir, RootDir: DefaultRootDir,
-		Mkfs: DefaultMkfs, Timeout: Duration(30 * time.Second), DeadConnTimeout: Duration(2 * time.Minute),
+		Timeout: Duration(30 * time.Second), DeadConnTimeout: Duration(2 * time.Minute),
 		StopGrace: Duration(DefaultStopGrace),
 		App: App{
 			Entrypoint: []string{"/usr/bin/server"}, Cmd: []string{"--listen", "vsock:5000"},

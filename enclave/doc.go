@@ -24,11 +24,13 @@
 //  4. OpenRun: the run device is classified (ClassifyRun). Blank (no LUKS
 //     signature where a LUKS2 header may start, and the first MiB zero):
 //     format LUKS2 (package crypt) with the key from the key provider
-//     (package keys), map it with dm-crypt, mkfs.ext4. LUKS: unlock; a key
+//     (package keys), map it with dm-crypt, and write ext4 on the mapping
+//     in Go (Mkfs, package ext4: journal, extents, metadata_csum, sized to
+//     the device), so the ramdisk carries no mkfs.ext4. LUKS: unlock; a key
 //     that opens no keyslot is ErrWrongKey and the device is never
 //     reformatted. Anything else is ErrForeignRun. An unlocked volume
 //     without an ext4 superblock (a first launch cut short between LUKS and
-//     mkfs) is ErrNoFilesystem, again without reformatting. Ephemeral
+//     ext4) is ErrNoFilesystem, again without reformatting. Ephemeral
 //     configurations (random: keys) format on every launch. The ext4
 //     filesystem is mounted at /mnt/upper; its journal is replayed by the
 //     kernel on mount, which is the whole fsck policy.

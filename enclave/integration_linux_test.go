@@ -208,20 +208,6 @@ func pinFiles(t *testing.T, p *verity.Params) (cmdline, verityJSON string) {
 	return cmdline, verityJSON
 }
 
-// mkfsWrapper stands in for mkfs.ext4 where only busybox is installed: the
-// VM has busybox's mke2fs, whose ext2 the kernel's ext4 driver mounts.
-func mkfsWrapper(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
-		return p
-	}
-	_, err := exec.LookPath("mke2fs")
-	itest.Need(t, "mkfs.ext4 or busybox mke2fs", err)
-	p := filepath.Join(t.TempDir(), "mkfs.ext4")
-	os.WriteFile(p, []byte("#!/bin/sh\nfor a; do dev=$a; done\nexec mke2fs -F -b 4096 \"$dev\"\n"), 0o755)
-	return p
-}
-
 func sum(t *testing.T, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -231,7 +217,7 @@ func sum(t *testing.T, path string) [32]byte {
 	return sha256.Sum256(b)
 }
 
-// TestIntegrationRun runs the whole agent: first launch (format and mkfs),
+// TestIntegrationRun runs the whole agent: first launch (LUKS2 and ext4),
 // second launch (the data persisted), a wrong key (refused, run image
 // untouched) and a wrong root hash (refused), checking after each that
 // nothing is left mapped, mounted or connected.
@@ -254,7 +240,6 @@ func TestIntegrationRun(t *testing.T) {
 		LowerDir:       filepath.Join(mnt, "lower"),
 		UpperDir:       filepath.Join(mnt, "upper"),
 		RootDir:        filepath.Join(mnt, "root"),
-		Mkfs:           mkfsWrapper(t),
 		CmdlinePath:    cmdline,
 		VerityJSONPath: verityJSON,
 		StopGrace:      Duration(5 * time.Second),
@@ -478,7 +463,7 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 	cfg := Config{
 		Parent: parent, Key: "file:" + key,
 		LowerDir: filepath.Join(mnt, "lower"), UpperDir: filepath.Join(mnt, "upper"), RootDir: filepath.Join(mnt, "root"),
-		Mkfs: mkfsWrapper(t), CmdlinePath: cmdline, VerityJSONPath: verityJSON,
+		CmdlinePath: cmdline, VerityJSONPath: verityJSON,
 		App:        App{Entrypoint: []string{"/bin/sh", "-c", "echo first > /data"}, Env: []string{"PATH=/bin"}},
 		luksFormat: &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}},
 	}

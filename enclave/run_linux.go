@@ -118,10 +118,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		return err
 	}
 	if fresh {
-		log.Info("formatting run volume", "device", cryptDev, "mkfs", cfg.Mkfs)
-		if err := Mkfs(ctx, cfg.Mkfs, cryptDev); err != nil {
+		st, err := Mkfs(ctx, cryptDev)
+		if err != nil {
 			return err
 		}
+		log.Info("run volume formatted", "device", cryptDev, "fs", "ext4", "bytes", st.Size,
+			"written", st.BytesWritten, "took", st.Duration.Round(time.Millisecond))
 	}
 	if err := Mount(cryptDev, cfg.UpperDir, "ext4", unix.MS_NODEV, "", undo); err != nil {
 		return err

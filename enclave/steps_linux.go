@@ -3,15 +3,14 @@
 package enclave
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/enclave-storage/enclave-storage/crypt"
 	"github.com/enclave-storage/enclave-storage/dm"
+	"github.com/enclave-storage/enclave-storage/ext4"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 	"github.com/enclave-storage/enclave-storage/nbdkernel"
@@ -337,7 +337,7 @@ func unmountRetry(ctx context.Context, dir string) error {
 
 // OpenRun unlocks (or, when blank or ephemeral, formats) the LUKS2 volume
 // on dev, maps it with dm-crypt and returns the mapped device and whether
-// it is new (needs mkfs).
+// it is new (needs Mkfs).
 // opts tunes crypt.Format (nil: its defaults).
 func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral bool, opts *crypt.FormatOptions, undo *Undo, log *slog.Logger) (path string, fresh bool, err error) {
 	f, err := os.OpenFile(dev.Path, os.O_RDWR, 0)
@@ -429,19 +429,30 @@ func hasExt4(dev string) (bool, error) {
 	return binary.LittleEndian.Uint16(m[:]) == 0xEF53, nil
 }
 
-// Mkfs creates an ext4 filesystem on dev. We exec mkfs.ext4 rather than
-// write ext4 in Go: it is the one tool the enclave ramdisk carries, an ext4
-// writer is a project of its own, and this runs once per run volume.
+// Mkfs creates the run volume's ext4 filesystem on dev, the dm-crypt
+// mapping, in Go (package ext4): the enclave ramdisk carries no mkfs.ext4.
+// The filesystem fills the device, which is synced before Mkfs returns.
 // The journal is kept: after an unclean stop ext4 replays it on the next
 // mount, which is our whole fsck policy (no fsck.ext4 in the enclave).
-// The block size is forced to 4096: mke2fs picks 1024 for small devices,
-// which the kernel refuses to mount on dm-crypt's 4096-byte sectors.
-func Mkfs(ctx context.Context, mkfs, dev string) error {
-	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-b", "4096", "-L", runVolumeName, "-E", "nodiscard", dev)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("enclave: %s %s: %w: %s", mkfs, dev, err, bytes.TrimSpace(out.Bytes()))
+func Mkfs(ctx context.Context, dev string) (ext4.Stats, error) {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return ext4.Stats{}, fmt.Errorf("enclave: mkfs: %w", err)
 	}
-	return nil
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd) // a block device's size
+	if err != nil {
+		return ext4.Stats{}, fmt.Errorf("enclave: mkfs: size of %s: %w", dev, err)
+	}
+	st, err := ext4.Format(ctx, f, size, &ext4.Options{Label: runVolumeName})
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return st, fmt.Errorf("enclave: mkfs %s: %w", dev, err)
+	}
+	return st, nil
 }

@@ -33,15 +33,13 @@ var eifbootScript []byte
 type ParentRamdisk struct {
 	// Busybox is a statically linked busybox; "" means /bin/busybox.
 	Busybox string
-	// Modules are insmodded in order before anything starts.
+	// Modules are insmodded in order before anything starts: those the
+	// parent side needs (vsock loopback, virtio, 9p). The enclave's own
+	// come from the EIF (imgbuild --kernel-modules).
 	Modules []Module
 	// Commands maps a name in /itest/bin to a static binary on the host;
 	// the script runs nbd-parent and heartbeat-echo.
 	Commands map[string]string
-	// HostTools maps a name in /itest/bin to a dynamically linked host
-	// program, copied with its interpreter and libraries at their host
-	// paths (see Initramfs.HostTools).
-	HostTools map[string]string
 	// Files maps a path under /itest to its content.
 	Files map[string][]byte
 	// EIFInit is the path the EIF's /init symlink names, run as PID 1.
@@ -80,9 +78,6 @@ func (p *ParentRamdisk) Write(ctx context.Context, w io.Writer) error {
 		if err := add("itest/bin/"+name, 0o755, p.Commands[name]); err != nil {
 			return err
 		}
-	}
-	if err := addHostTools("itest/bin/", p.HostTools, add); err != nil {
-		return err
 	}
 	for _, name := range sortedKeys(p.Files) {
 		if err := a.AddFile(path.Join("itest", name), 0o600, p.Files[name]); err != nil {

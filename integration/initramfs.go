@@ -37,15 +37,6 @@ type Initramfs struct {
 	Tests map[string]TestBinary
 	// TestArgs are passed to every test binary after -test.v.
 	TestArgs []string
-	// HostTools maps a name in the guest's /bin to a dynamically linked
-	// program on the host, copied with its ELF interpreter and the shared
-	// libraries it needs (found by ELF DT_NEEDED in the system library
-	// directories). The enclave may carry one such tool, mkfs.ext4; this is
-	// how the VM gets the real one rather than busybox's ext2-only mke2fs.
-	HostTools map[string]string
-	// Files maps a guest path (no leading slash) to a host file copied as
-	// is, e.g. etc/mke2fs.conf.
-	Files map[string]string
 }
 
 // Write writes the initramfs, a gzip-compressed newc cpio archive.
@@ -105,15 +96,6 @@ func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 		}
 	}
 
-	if err := addHostTools("bin/", in.HostTools, add); err != nil {
-		return err
-	}
-	for _, name := range sortedKeys(in.Files) {
-		if err := add(name, 0o644, in.Files[name]); err != nil {
-			return err
-		}
-	}
-
 	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
 		return err
@@ -163,26 +145,6 @@ func addModules(ctx context.Context, a *cpio.Archive, dir, listFile string, mods
 		fmt.Fprintf(&list, "/%s %s\n", dir+base, m.Params)
 	}
 	return a.AddFile(listFile, 0o644, []byte(list.String()))
-}
-
-// addHostTools adds each dynamically linked host tool as binDir+name, and
-// its ELF interpreter and shared libraries at their host paths, with add.
-func addHostTools(binDir string, tools map[string]string, add func(name string, perm os.FileMode, hostPath string) error) error {
-	libs := map[string]bool{}
-	for _, name := range sortedKeys(tools) {
-		if err := add(binDir+name, 0o755, tools[name]); err != nil {
-			return err
-		}
-		if err := sharedObjects(tools[name], libs); err != nil {
-			return fmt.Errorf("integration: %s: %w", name, err)
-		}
-	}
-	for _, lib := range sortedKeys(libs) {
-		if err := add(strings.TrimPrefix(lib, "/"), 0o755, lib); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // WriteFile writes the initramfs to path.
@@ -237,57 +199,6 @@ func checkStatic(path string) error {
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("%s is dynamically linked", path)
-		}
-	}
-	return nil
-}
-
-// libDirs are where sharedObjects looks for DT_NEEDED libraries, in the
-// dynamic loader's default order on Debian amd64.
-var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/lib", "/usr/lib"}
-
-// sharedObjects adds to seen the absolute host paths of the ELF
-// interpreter and every shared library the program at path needs,
-// transitively. It reads ELF headers rather than running ldd, so nothing
-// of the program is executed on the host.
-func sharedObjects(path string, seen map[string]bool) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			b, err := io.ReadAll(p.Open())
-			if err != nil {
-				return err
-			}
-			if interp := strings.TrimRight(string(b), "\x00"); !seen[interp] {
-				seen[interp] = true
-			}
-		}
-	}
-	needed, err := f.ImportedLibraries()
-	if err != nil {
-		return err
-	}
-	for _, lib := range needed {
-		found := ""
-		for _, dir := range libDirs {
-			if _, err := os.Stat(filepath.Join(dir, lib)); err == nil {
-				found = filepath.Join(dir, lib)
-				break
-			}
-		}
-		if found == "" {
-			return fmt.Errorf("shared library %s not found in %v", lib, libDirs)
-		}
-		if seen[found] {
-			continue
-		}
-		seen[found] = true
-		if err := sharedObjects(found, seen); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -92,16 +92,6 @@ func TestVM(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := &Initramfs{Modules: mods, Commands: commands, Tests: tests, TestArgs: args}
-		// The real mkfs.ext4 (e2fsprogs), as the enclave image carries it,
-		// so first launches make ext4 rather than busybox mke2fs's ext2.
-		if p, err := exec.LookPath("mkfs.ext4"); err == nil {
-			in.HostTools = map[string]string{"mkfs.ext4": p}
-			if _, err := os.Stat("/etc/mke2fs.conf"); err == nil {
-				in.Files = map[string]string{"etc/mke2fs.conf": "/etc/mke2fs.conf"}
-			}
-		} else {
-			t.Log("mkfs.ext4 not found on the host (apt-get install e2fsprogs): the VM falls back to busybox mke2fs")
-		}
 		initrd := filepath.Join(work, "initrd.gz")
 		if err := in.WriteFile(ctx, initrd); err != nil {
 			t.Fatal(err)

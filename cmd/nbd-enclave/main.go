@@ -109,7 +109,6 @@ func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
 		lower       = fs.String("lower", "", "mount point of the image (default "+enclave.DefaultLowerDir+")")
 		upper       = fs.String("upper", "", "mount point of the run volume (default "+enclave.DefaultUpperDir+")")
 		root        = fs.String("root", "", "mount point of the application's overlay root (default "+enclave.DefaultRootDir+")")
-		mkfs        = fs.String("mkfs", "", "mkfs.ext4 executable for the first launch (default "+enclave.DefaultMkfs+")")
 		cmdline     = fs.String("cmdline", enclave.DefaultCmdlinePath, "kernel command line carrying "+enclave.CmdlineVerityRoot+"=HEX")
 		verityJSON  = fs.String("verity-json", enclave.DefaultVerityJSONPath, "verity parameters written by imgbuild")
 		timeout     = fs.Duration("nbd-timeout", 0, "kernel NBD request timeout (default 30s)")
@@ -160,7 +159,6 @@ Flags:
 	str("lower", &cfg.LowerDir, *lower)
 	str("upper", &cfg.UpperDir, *upper)
 	str("root", &cfg.RootDir, *root)
-	str("mkfs", &cfg.Mkfs, *mkfs)
 	cfg.CmdlinePath, cfg.VerityJSONPath = *cmdline, *verityJSON
 	if set["ephemeral"] {
 		cfg.Ephemeral = *ephemeral

@@ -3,8 +3,9 @@ package e2e
 // What the in-VM scenarios leave for the host-side check.
 const (
 	// ArtifactRunImage is where, below the harness's artifact directory,
-	// the first launch leaves the head of its run image (LUKS2 header and
-	// keyslots, the first 16 MiB).
+	// the first launch leaves its run image: the LUKS2 header and keyslots
+	// (the first 16 MiB) for cryptsetup, and the encrypted ext4 the host
+	// decrypts for e2fsck.
 	ArtifactRunImage = "e2e/run.img"
 	// RunKey is the run volume's key in the scenarios (a test key: the
 	// host check proves cryptsetup unlocks the enclave-formatted header

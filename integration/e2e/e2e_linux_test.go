@@ -68,7 +68,6 @@ type rig struct {
 	manifest                           imgbuild.Manifest
 	cmdline, verityJSON                string // the pinned root hash
 	key, otherKey                      string
-	mkfs                               string
 	run                                string // the run image (a)-(e) share
 	port                               uint32
 }
@@ -91,7 +90,6 @@ func newRig(t *testing.T) *rig {
 	r.key, r.otherKey = filepath.Join(r.dir, "key"), filepath.Join(r.dir, "other-key")
 	write(t, r.key, RunKey)
 	write(t, r.otherKey, "not the run volume key")
-	r.mkfs = mkfsWrapper(t, r.dir)
 	r.run = filepath.Join(r.dir, "run.img")
 	r.buildImage(t)
 	r.cmdline, r.verityJSON = r.pin(t, "pinned", r.manifest.Verity.RootHash)
@@ -103,22 +101,6 @@ func write(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// mkfsWrapper stands in for mkfs.ext4: the VM has busybox's mke2fs only,
-// whose ext2 the kernel's ext4 driver mounts.
-func mkfsWrapper(t *testing.T, dir string) string {
-	t.Helper()
-	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
-		return p
-	}
-	_, err := exec.LookPath("mke2fs")
-	itest.Need(t, "mkfs.ext4 or busybox mke2fs", err)
-	p := filepath.Join(dir, "mkfs.ext4")
-	if err := os.WriteFile(p, []byte("#!/bin/sh\nfor a; do dev=$a; done\nexec mke2fs -F -b 4096 \"$dev\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // buildImage writes a two-layer OCI layout (busybox, files, a symlink, a
@@ -322,7 +304,7 @@ func (r *rig) enclave(t *testing.T, l launch, script string) (p *proc, root stri
 	return start(t, r.enclaveBin, append([]string{
 		"--parent", fmt.Sprintf("vsock://1:%d", r.port), "--key", "file:" + l.key,
 		"--lower", filepath.Join(mnt, "lower"), "--upper", filepath.Join(mnt, "upper"), "--root", root,
-		"--mkfs", r.mkfs, "--cmdline", l.cmdline, "--verity-json", l.verityJSON,
+		"--cmdline", l.cmdline, "--verity-json", l.verityJSON,
 		"--stop-grace", "5s", "--nbd-dead-conn-timeout", "60s"},
 		append(l.flags, "--", "/bin/sh", "-c", script)...)...), root
 }
@@ -683,9 +665,14 @@ func leaveArtifact(t *testing.T, run string) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	// The LUKS2 header and keyslots are in the first 16 MiB; the rest is
-	// ciphertext the host check does not need.
-	const keep = 16 << 20
+	// All of it: the LUKS2 header and keyslots (the first 16 MiB) for
+	// cryptsetup, and the ciphertext, which the host check decrypts for
+	// e2fsck.
+	fi, err := in.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := fi.Size()
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, len(buf))
 	for off := int64(0); off < keep; off += int64(len(buf)) {
@@ -708,7 +695,7 @@ func leaveArtifact(t *testing.T, run string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("run image header left in %s", dst)
+	t.Logf("run image left in %s", dst)
 }
 
 // corruptCopy copies the image and flips one byte inside a data block of
@@ -816,8 +803,8 @@ func scrape(url string) (string, error) {
 }
 
 // checkExt4 reads the superblock of the first launch's run volume through
-// dm-crypt and checks it is ext4 (a journal, extents), as the enclave's
-// mkfs.ext4 makes it, not ext2.
+// dm-crypt and checks it is ext4 (a journal, extents) as the enclave's Go
+// formatter (package ext4) makes it: the VM has no mkfs.ext4 at all.
 func checkExt4(t *testing.T, dev string) {
 	t.Helper()
 	sb := make([]byte, 1024)
@@ -830,16 +817,18 @@ func checkExt4(t *testing.T, dev string) {
 		t.Fatalf("reading the superblock of %s: %v", dev, err)
 	}
 	const (
-		hasJournal = 0x4  // s_feature_compat
-		extents    = 0x40 // s_feature_incompat
+		hasJournal   = 0x4   // s_feature_compat
+		extents      = 0x40  // s_feature_incompat
+		metadataCsum = 0x400 // s_feature_ro_compat
 	)
 	magic := binary.LittleEndian.Uint16(sb[0x38:])
 	compat := binary.LittleEndian.Uint32(sb[0x5c:])
 	incompat := binary.LittleEndian.Uint32(sb[0x60:])
-	if magic != 0xef53 || compat&hasJournal == 0 || incompat&extents == 0 {
-		t.Fatalf("%s: magic %#x compat %#x incompat %#x: not ext4 (journal, extents)", dev, magic, compat, incompat)
+	roCompat := binary.LittleEndian.Uint32(sb[0x64:])
+	if magic != 0xef53 || compat&hasJournal == 0 || incompat&extents == 0 || roCompat&metadataCsum == 0 {
+		t.Fatalf("%s: magic %#x compat %#x incompat %#x ro_compat %#x: not ext4 (journal, extents, metadata_csum)", dev, magic, compat, incompat, roCompat)
 	}
-	fmt.Printf("KERNEL %s ext4 compat=%#x incompat=%#x\n", dev, compat, incompat)
+	fmt.Printf("KERNEL %s ext4 compat=%#x incompat=%#x ro_compat=%#x\n", dev, compat, incompat, roCompat)
 }
 
 var logLine = regexp.MustCompile(`(?m)^time=(\S+) level=\w+ msg=("[^"]*"|\S+)`)

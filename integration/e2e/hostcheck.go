@@ -7,13 +7,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/enclave-storage/enclave-storage/crypt"
 )
 
 // CheckRunImage runs on the host, outside the VM, after a VM run that left
 // ArtifactRunImage below artifactDir: cryptsetup, the oracle, must read the
 // header the enclave's first launch wrote as LUKS2 with an argon2id keyslot
 // and an aes-xts-plain64 segment, unlock it with RunKey, and refuse a
-// wrong key. It returns the luksDump text. cryptsetup must be on PATH.
+// wrong key. Then checkRunFS decrypts the data segment and e2fsck checks
+// the ext4 in it. It returns the luksDump and e2fsck text. cryptsetup must
+// be on PATH.
 func CheckRunImage(ctx context.Context, artifactDir string) (string, error) {
 	img := filepath.Join(artifactDir, ArtifactRunImage)
 	if _, err := os.Stat(img); err != nil {
@@ -54,5 +58,76 @@ func CheckRunImage(ctx context.Context, artifactDir string) (string, error) {
 	if err := tryKey("not " + RunKey); err == nil {
 		return dump, fmt.Errorf("e2e: cryptsetup unlocked %s with a wrong key", img)
 	}
-	return dump, nil
+	fsck, err := checkRunFS(ctx, img, dir)
+	return dump + fsck, err
+}
+
+// checkRunFS decrypts the data segment of the run image with RunKey and
+// package crypt's sector cipher (bit-for-bit dm-crypt) into a plain file
+// in dir, and has e2fsck -fn, the oracle, check the ext4 filesystem the
+// enclave's Go formatter wrote and the kernel then used. It returns
+// e2fsck's output, or a note when e2fsck is not installed or the image
+// holds only the header.
+func checkRunFS(ctx context.Context, img, dir string) (string, error) {
+	fsck, err := exec.LookPath("e2fsck")
+	if err != nil {
+		return "\ne2fsck not installed (apt-get install e2fsprogs): run volume's ext4 not checked\n", nil
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return "", fmt.Errorf("e2e: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("e2e: %w", err)
+	}
+	info, err := crypt.ReadInfo(ctx, f)
+	if err != nil {
+		return "", fmt.Errorf("e2e: %s: %w", img, err)
+	}
+	if fi.Size() <= info.Offset {
+		return "\nrun image holds only the LUKS2 header: its ext4 not checked\n", nil
+	}
+	vol, err := crypt.Open(ctx, f, []byte(RunKey))
+	if err != nil {
+		return "", fmt.Errorf("e2e: unlocking %s with package crypt: %w", img, err)
+	}
+	defer vol.Zero()
+	size := vol.Size
+	if size == 0 {
+		size = fi.Size() - vol.Offset
+	}
+	size -= size % int64(vol.SectorSize)
+	sc, err := vol.SectorCipher()
+	if err != nil {
+		return "", fmt.Errorf("e2e: %w", err)
+	}
+	plain := filepath.Join(dir, "run-plain.img")
+	out, err := os.Create(plain)
+	if err != nil {
+		return "", fmt.Errorf("e2e: %w", err)
+	}
+	defer out.Close()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), size-off)]
+		if _, err := f.ReadAt(b, vol.Offset+off); err != nil {
+			return "", fmt.Errorf("e2e: reading %s: %w", img, err)
+		}
+		if err := sc.Decrypt(b, b, off); err != nil {
+			return "", fmt.Errorf("e2e: %w", err)
+		}
+		if _, err := out.WriteAt(b, off); err != nil {
+			return "", fmt.Errorf("e2e: %w", err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("e2e: %w", err)
+	}
+	b, err := exec.CommandContext(ctx, fsck, "-fn", plain).CombinedOutput()
+	if err != nil {
+		return string(b), fmt.Errorf("e2e: e2fsck -fn on the decrypted run volume of %s: %w\n%s", img, err, b)
+	}
+	return "\ne2fsck -fn of the decrypted run volume:\n" + string(b), nil
 }
