@@ -57,9 +57,13 @@ var (
 // "+vsock_loopback" on imgbuild's --kernel-module-names.
 func DefaultNames() []string {
 	return []string{
+		// crc32c_generic first: libcrc32c (erofs, ext4) asks for the
+		// crc32c algorithm when it loads, a softdep modules.dep does not
+		// list, and fails with ENOENT when no implementation is loaded.
+		"crc32c_generic",
 		"nbd", "dm-verity", "dm-crypt", "xts", "ecb",
 		"vsock", "virtio_mmio?", "vmw_vsock_virtio_transport",
-		"overlay", "erofs", "ext4", "crc32c_generic",
+		"overlay", "erofs", "ext4",
 		"nsm?",
 	}
 }
