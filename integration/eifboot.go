@@ -18,15 +18,15 @@ var eifbootScript []byte
 
 // ParentRamdisk is the test-only archive the EIF-boot scenario appends
 // after an EIF's ramdisks. Everything in it lives under /itest, except
-// the replacement /init symlink and the shared libraries of HostTools.
+// the replacement /init symlink and a /dev/null node.
 //
 // How it gets control without changing the EIF: the kernel unpacks the
 // concatenated archives in order into one rootfs, later entries replacing
 // earlier ones. The EIF's application ramdisk holds nbd-enclave at
 // usr/bin/nbd-enclave and init as a symlink to it (eif.AppRamdisk); this
 // archive's init, a symlink to /itest/init, replaces only that symlink
-// (the kernel unlinks an existing entry of another type before creating a
-// symlink), so the EIF's binary stays where it is, byte for byte. The
+// (the kernel's unpacker, init/initramfs.c, unlinks the existing entry
+// before it creates a symlink), so the EIF's binary stays where it is, byte for byte. The
 // kernel command line is the EIF's, unchanged (no rdinit=). /itest/init
 // starts the parent side and execs EIFInit, the EIF's original /init
 // target, which so runs as PID 1 as it would in Nitro.
