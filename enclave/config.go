@@ -47,6 +47,14 @@ const (
 	defaultConnectDeadline = 60 * time.Second
 )
 
+// DefaultHeartbeat is where nitro-cli waits for the enclave's boot
+// heartbeat (package heartbeat: CID 3, port 9000); HeartbeatOff in
+// Config.Heartbeat disables it.
+const (
+	DefaultHeartbeat = "vsock://3:9000"
+	HeartbeatOff     = "off"
+)
+
 // Duration is a time.Duration that reads and writes JSON as "30s".
 type Duration time.Duration
 
@@ -85,6 +93,12 @@ type Config struct {
 	// Parent is where nbd-parent listens: "vsock://CID:PORT" (CID 3 is the
 	// parent in Nitro, 1 is loopback), "tcp://HOST:PORT" or "unix:///path".
 	Parent string `json:"parent,omitempty"`
+	// Heartbeat is where the boot heartbeat goes when the agent runs as
+	// PID 1 (DefaultHeartbeat, nitro-cli's listener; tests use
+	// "vsock://1:9000", the loopback); HeartbeatOff skips it. Same syntax as
+	// Parent. HeartbeatTimeout bounds the exchange (default 20s).
+	Heartbeat        string   `json:"heartbeat,omitempty"`
+	HeartbeatTimeout Duration `json:"heartbeat_timeout,omitempty"`
 	// ImageExport and RunExport are the NBD export names of the verity
 	// image and of the encrypted run volume.
 	ImageExport string `json:"image_export,omitempty"`
@@ -109,6 +123,13 @@ type Config struct {
 	// StopGrace is how long the application has between SIGTERM and
 	// SIGKILL.
 	StopGrace Duration `json:"stop_grace,omitempty"`
+	// LUKSKDF, when set, is the KDF of the keyslot a first launch
+	// formats, instead of crypt.DefaultKDF (argon2id, 64 MiB, 4 passes).
+	// The run volume's keys come from a key provider with full entropy,
+	// so the KDF is not what protects them; a cheap one (pbkdf2, 1000
+	// iterations) saves minutes per launch on slow or emulated CPUs. It is
+	// in the measured configuration like every other field.
+	LUKSKDF *KDF `json:"luks_kdf,omitempty"`
 	// App is the application to run in the overlay root.
 	App App `json:"app"`
 
@@ -129,6 +150,30 @@ type Config struct {
 	luksFormat *crypt.FormatOptions
 }
 
+// KDF is Config.LUKSKDF, crypt.KDF with JSON names.
+type KDF struct {
+	Type       string `json:"type"`                 // "argon2id", "argon2i" or "pbkdf2"
+	Time       uint32 `json:"time,omitempty"`       // argon2 passes
+	Memory     uint32 `json:"memory_kib,omitempty"` // argon2 memory
+	Threads    uint8  `json:"threads,omitempty"`    // argon2 lanes
+	Iterations uint32 `json:"iterations,omitempty"` // pbkdf2
+	Hash       string `json:"hash,omitempty"`       // pbkdf2, default sha256
+}
+
+// formatOptions is how a first launch formats LUKS2: the tests' override,
+// else LUKSKDF, else crypt's defaults (nil).
+func (c Config) formatOptions() *crypt.FormatOptions {
+	switch {
+	case c.luksFormat != nil:
+		return c.luksFormat
+	case c.LUKSKDF != nil:
+		k := c.LUKSKDF
+		return &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.KDFType(k.Type), Time: k.Time, Memory: k.Memory,
+			Threads: k.Threads, Iterations: k.Iterations, Hash: k.Hash}}
+	}
+	return nil
+}
+
 // Defaults returns c with every zero field set to its default.
 func (c Config) Defaults() Config {
 	def := func(s *string, v string) {
@@ -137,6 +182,7 @@ func (c Config) Defaults() Config {
 		}
 	}
 	def(&c.Parent, DefaultParent)
+	def(&c.Heartbeat, DefaultHeartbeat)
 	def(&c.ImageExport, DefaultImageExport)
 	def(&c.RunExport, DefaultRunExport)
 	def(&c.LowerDir, DefaultLowerDir)
@@ -182,7 +228,19 @@ func (c Config) Validate() error {
 	if len(c.App.Args()) == 0 {
 		return fmt.Errorf("%w: app has neither entrypoint nor cmd", ErrConfig)
 	}
-	if c.Timeout < 0 || c.DeadConnTimeout < 0 || c.StopGrace < 0 {
+	if k := c.LUKSKDF; k != nil {
+		switch crypt.KDFType(k.Type) {
+		case crypt.Argon2id, crypt.Argon2i, crypt.PBKDF2:
+		default:
+			return fmt.Errorf("%w: luks_kdf type %q: want argon2id, argon2i or pbkdf2", ErrConfig, k.Type)
+		}
+	}
+	if c.Heartbeat != HeartbeatOff {
+		if _, err := ParseParent(c.Heartbeat); err != nil {
+			return fmt.Errorf("%w (heartbeat)", err)
+		}
+	}
+	if c.Timeout < 0 || c.DeadConnTimeout < 0 || c.StopGrace < 0 || c.HeartbeatTimeout < 0 {
 		return fmt.Errorf("%w: negative timeout", ErrConfig)
 	}
 	return nil

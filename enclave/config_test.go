@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/enclave-storage/enclave-storage/crypt"
 )
 
 // fixtures are embedded so the test binary also runs inside the
@@ -45,7 +47,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	want := Config{
-		Parent: "vsock://3:10809", ImageExport: "image", RunExport: "run",
+		Parent: "vsock://3:10809", Heartbeat: DefaultHeartbeat, ImageExport: "image", RunExport: "run",
 		Key:      "file:/etc/enclave-storage/run.key",
 		LowerDir: DefaultLowerDir, UpperDir: DefaultUpperDir, RootDir: DefaultRootDir,
 		Timeout: Duration(30 * time.Second), DeadConnTimeout: Duration(2 * time.Minute),
@@ -108,6 +110,12 @@ func TestValidate(t *testing.T) {
 		{"no app", func(c *Config) { c.App = App{} }, false},
 		{"bad parent", func(c *Config) { c.Parent = "http://x" }, false},
 		{"negative grace", func(c *Config) { c.StopGrace = -1 }, false},
+		{"heartbeat loopback", func(c *Config) { c.Heartbeat = "vsock://1:9000" }, true},
+		{"heartbeat off", func(c *Config) { c.Heartbeat = HeartbeatOff }, true},
+		{"cheap kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1000} }, true},
+		{"unknown kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "scrypt"} }, false},
+		{"bad heartbeat", func(c *Config) { c.Heartbeat = "vsock://3" }, false},
+		{"negative heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = -1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,4 +233,23 @@ func FuzzPinned(f *testing.F) {
 			t.Fatalf("accepted %+v", p)
 		}
 	})
+}
+
+func TestConfigLUKSKDF(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"key": "file:/k", "luks_kdf": {"type": "pbkdf2", "iterations": 1000}, "app": {"cmd": ["/app"]}}`), 0o600)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Defaults().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := c.formatOptions()
+	if got == nil || got.KDF != (crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}) {
+		t.Fatalf("formatOptions() = %+v, want pbkdf2 with 1000 iterations", got)
+	}
+	if (Config{}).formatOptions() != nil {
+		t.Fatal("without luks_kdf, formatOptions() must leave crypt's defaults")
+	}
 }

@@ -51,6 +51,11 @@
 //     erofs, remove the dm-crypt and dm-verity targets, disconnect both NBD
 //     devices. The run image is left clean.
 //
+// As PID 1 (an EIF's /init), cmd/nbd-enclave first runs InitSystem (the
+// Nitro reference init's mounts, links, cgroups, console and PATH), then
+// Heartbeat (nitro-cli's boot heartbeat, package heartbeat), then Run, and
+// ends with Reboot, as the reference init does.
+//
 // The userspace parts (configuration, pinning, the blank rule, the undo
 // stack) build everywhere; the steps that touch the kernel are Linux only.
 package enclave

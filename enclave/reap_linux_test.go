@@ -87,7 +87,7 @@ func TestStopStragglers(t *testing.T) {
 	if !alive(straggler) {
 		t.Fatalf("straggler %d not running before the test", straggler)
 	}
-	stopStragglers(cmd.Process.Pid, 5*time.Second, slog.New(slog.DiscardHandler))
+	stopStragglers(cmd.Process.Pid, "/nonexistent-root", 5*time.Second, slog.New(slog.DiscardHandler))
 	deadline := time.Now().Add(10 * time.Second)
 	for alive(straggler) {
 		if time.Now().After(deadline) {
@@ -97,7 +97,7 @@ func TestStopStragglers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Nothing left: a second call returns at once.
-	stopStragglers(cmd.Process.Pid, time.Hour, slog.New(slog.DiscardHandler))
+	stopStragglers(cmd.Process.Pid, "/nonexistent-root", time.Hour, slog.New(slog.DiscardHandler))
 }
 
 // alive reports whether pid exists and is not a zombie.

@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)
 
 	// 4. dm-crypt, ext4.
-	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.luksFormat, undo, log)
+	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.formatOptions(), undo, log)
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		go ReapOrphans(rctx, cmd.Process.Pid)
 	}
 	err = cmd.Wait()
-	stopStragglers(cmd.Process.Pid, time.Duration(cfg.StopGrace), log)
+	stopStragglers(cmd.Process.Pid, root.Dir(), time.Duration(cfg.StopGrace), log)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -199,58 +199,4 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 	default:
 		return fmt.Errorf("enclave: waiting for %s: %w", cmd.Path, err)
 	}
-}
-
-// stopStragglers ends what the application left running, which would
-// otherwise keep the overlay busy and the run volume mounted: as PID 1
-// every other process (kill(-1), as inits do at shutdown), else the
-// application's process group (it was started in a session of its own).
-// SIGTERM first, SIGKILL after grace.
-func stopStragglers(appPid int, grace time.Duration, log *slog.Logger) {
-	target := -appPid
-	if os.Getpid() == 1 {
-		target = -1
-	}
-	if err := unix.Kill(target, unix.SIGTERM); err != nil {
-		return // ESRCH: nothing left
-	}
-	log.Info("stopping processes the application left behind", "target", target)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if unix.Kill(target, 0) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	unix.Kill(target, unix.SIGKILL)
-}
-
-// InitSystem mounts what an init must before anything else when the agent
-// runs as PID 1 from the ramdisk: proc at /proc, sysfs at /sys and devtmpfs
-// at /dev, each only when not already there.
-func InitSystem() error {
-	mounts := []struct{ fstype, dir, probe string }{
-		{"proc", "/proc", "/proc/self"},
-		{"sysfs", "/sys", "/sys/kernel"},
-		{"devtmpfs", "/dev", "/dev/null"},
-	}
-	for _, m := range mounts {
-		if _, err := os.Stat(m.probe); err == nil {
-			continue
-		}
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			return fmt.Errorf("enclave: %w", err)
-		}
-		if err := unix.Mount(m.fstype, m.dir, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-			return fmt.Errorf("enclave: mounting %s at %s: %w", m.fstype, m.dir, err)
-		}
-	}
-	return nil
-}
-
-// PowerOff syncs and powers the machine off; as PID 1 the agent must never
-// simply exit (the kernel would panic).
-func PowerOff() error {
-	unix.Sync()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }

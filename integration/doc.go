@@ -30,7 +30,11 @@
 // the tools that fetch a Debian kernel, resolve module dependencies and
 // emulate a machine, and none has a Go library equivalent.
 //
+// TestEIFBoot boots an EIF built by imgbuild instead: its own kernel,
+// cmdline and ramdisks, with a test-only archive appended that plays the
+// parent instance (ParentRamdisk, ExtractEIF, VM.Cmdline).
+//
 // Run it with scripts/integration.sh (make integration), or
 //
-//	go test -tags integration ./integration -v -timeout 15m [-host]
+//	go test -tags integration ./integration -v -timeout 25m [-host]
 package integration

@@ -42,20 +42,11 @@ type Initramfs struct {
 // Write writes the initramfs, a gzip-compressed newc cpio archive.
 func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 	var a cpio.Archive
-	bb := in.Busybox
-	if bb == "" {
-		bb = "/bin/busybox"
+	bb, err := staticBusybox(in.Busybox)
+	if err != nil {
+		return err
 	}
-	if err := checkStatic(bb); err != nil {
-		return fmt.Errorf("integration: busybox (install busybox-static): %w", err)
-	}
-	add := func(name string, perm os.FileMode, hostPath string) error {
-		b, err := os.ReadFile(hostPath)
-		if err != nil {
-			return fmt.Errorf("integration: initramfs: %w", err)
-		}
-		return a.AddFile(name, perm, b)
-	}
+	add := addFromHost(&a, "initramfs")
 	if err := add("bin/busybox", 0o755, bb); err != nil {
 		return err
 	}
@@ -73,19 +64,7 @@ func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 		return err
 	}
 
-	var list strings.Builder
-	for _, m := range in.Modules {
-		b, base, err := readModule(ctx, m.Path)
-		if err != nil {
-			return err
-		}
-		name := "lib/modules/" + base
-		if err := a.AddFile(name, 0o644, b); err != nil {
-			return err
-		}
-		fmt.Fprintf(&list, "/%s %s\n", name, m.Params)
-	}
-	if err := a.AddFile("etc/modules", 0o644, []byte(list.String())); err != nil {
+	if err := addModules(ctx, &a, "lib/modules/", "etc/modules", in.Modules); err != nil {
 		return err
 	}
 	if err := a.AddFile("etc/test-args", 0o644, []byte(strings.Join(in.TestArgs, " ")+"\n")); err != nil {
@@ -125,6 +104,47 @@ func (in *Initramfs) Write(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("integration: initramfs: %w", err)
 	}
 	return zw.Close()
+}
+
+// staticBusybox returns bb, or /bin/busybox when bb is "", after checking
+// it is statically linked.
+func staticBusybox(bb string) (string, error) {
+	if bb == "" {
+		bb = "/bin/busybox"
+	}
+	if err := checkStatic(bb); err != nil {
+		return "", fmt.Errorf("integration: busybox (install busybox-static): %w", err)
+	}
+	return bb, nil
+}
+
+// addFromHost returns a function that adds a host file to a; what names
+// the archive in errors.
+func addFromHost(a *cpio.Archive, what string) func(name string, perm os.FileMode, hostPath string) error {
+	return func(name string, perm os.FileMode, hostPath string) error {
+		b, err := os.ReadFile(hostPath)
+		if err != nil {
+			return fmt.Errorf("integration: %s: %w", what, err)
+		}
+		return a.AddFile(name, perm, b)
+	}
+}
+
+// addModules adds the modules (decompressed) as dir+name and a list file
+// of "/PATH PARAMS" lines, in load order, for the init script's insmod loop.
+func addModules(ctx context.Context, a *cpio.Archive, dir, listFile string, mods []Module) error {
+	var list strings.Builder
+	for _, m := range mods {
+		b, base, err := readModule(ctx, m.Path)
+		if err != nil {
+			return err
+		}
+		if err := a.AddFile(dir+base, 0o644, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(&list, "/%s %s\n", dir+base, m.Params)
+	}
+	return a.AddFile(listFile, 0o644, []byte(list.String()))
 }
 
 // WriteFile writes the initramfs to path.

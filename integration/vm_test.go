@@ -38,26 +38,7 @@ func TestVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	// Each run gets its own share below out/ (concurrent runs must not
-	// clobber each other's); it stays for inspection when the run fails or
-	// with -keep.
-	if err := os.MkdirAll("out", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	share, err := os.MkdirTemp("out", "run-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if share, err = filepath.Abs(share); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() || *keep {
-			t.Logf("artifacts kept in %s", share)
-			return
-		}
-		os.RemoveAll(share)
-	})
+	share := newShare(t, "run-")
 
 	t0 := time.Now()
 	pkgs := splitList(*guestPkgs)
@@ -220,4 +201,29 @@ func (l *lineLogger) flush() {
 		l.t.Log(string(l.buf))
 		l.buf = nil
 	}
+}
+
+// newShare makes the run's 9p share below out/ (concurrent runs must not
+// clobber each other's); it stays for inspection when the test fails or
+// with -keep.
+func newShare(t *testing.T, prefix string) string {
+	t.Helper()
+	if err := os.MkdirAll("out", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	share, err := os.MkdirTemp("out", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if share, err = filepath.Abs(share); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() || *keep {
+			t.Logf("artifacts kept in %s", share)
+			return
+		}
+		os.RemoveAll(share)
+	})
+	return share
 }

@@ -38,7 +38,11 @@ func readConfig(t *testing.T, file string) map[string]string {
 // the integration VM boots with imgbuild --kernel-modules: what passes
 // there is what the fragment asks of an enclave kernel.
 func TestEnclaveConfigFragmentInDebian(t *testing.T) {
-	frag := readConfig(t, "../kernel/enclave.config")
+	const fragment = "../kernel/enclave.config"
+	if _, err := os.Stat(fragment); err != nil && os.Getenv("INTEGRATION_OUT") != "" {
+		t.Skip("the integration VM has no source tree; this test runs on the host")
+	}
+	frag := readConfig(t, fragment)
 	if len(frag) == 0 {
 		t.Fatal("kernel/enclave.config sets no options")
 	}

@@ -83,12 +83,13 @@ func NewRoot(dir string, o Options) (*Root, error) {
 // Dir returns the root's directory as the agent sees it.
 func (r *Root) Dir() string { return r.dir }
 
-// BindSystem recursively binds /dev, /proc and /sys of the agent into the
-// root, so the application sees devices (including /dev/nsm for Nitro
-// attestation), processes and sysfs.
+// BindSystem makes SystemMounts in the root: the agent's /dev, /proc and
+// /sys bound recursively, so the application sees devices (including
+// /dev/nsm for Nitro attestation, /dev/pts and /dev/shm), processes, sysfs
+// and cgroups, and fresh tmpfs on /run and /tmp.
 func (r *Root) BindSystem() error {
-	for _, m := range []string{"/dev", "/proc", "/sys"} {
-		if err := r.Bind(m, m); err != nil {
+	for _, m := range SystemMounts() {
+		if err := r.mountSystem(m); err != nil {
 			return err
 		}
 	}
@@ -168,7 +169,8 @@ type Process struct {
 	// Args is the command line (Entrypoint followed by Cmd); Args[0] is
 	// looked up in the root's PATH (from Env) when it has no slash.
 	Args []string
-	// Env is the environment, "KEY=value".
+	// Env is the environment, "KEY=value"; PATH=DefaultPath is added when
+	// it has no PATH (Environ).
 	Env []string
 	// Dir is the working directory inside the root; "" means "/".
 	Dir string
@@ -201,7 +203,7 @@ func (r *Root) Command(ctx context.Context, p Process, grace time.Duration) (*ex
 	}
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Args = append([]string{}, p.Args...)
-	cmd.Env = append([]string{}, p.Env...)
+	cmd.Env = Environ(p.Env)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.dir, Credential: cred, Setsid: true}
 	cmd.Cancel = func() error { return cmd.Process.Signal(unix.SIGTERM) }

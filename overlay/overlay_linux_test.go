@@ -185,6 +185,9 @@ func TestRootRunsChrootedApplication(t *testing.T) {
 		{"named user, working directory",
 			Process{Args: []string{"/bin/sh", "-c", "echo $(id -u):$(id -g) $(pwd)"}, User: "app", Dir: "/tmp"},
 			"1000:1001 /tmp\n"},
+		{"default PATH, system mounts",
+			Process{Args: []string{"sh", "-c", `echo "$PATH"; stat -f -c %T /tmp /run /dev; test -d /dev/pts && test -d /proc/1 && echo ok`}},
+			DefaultPath + "\ntmpfs\ntmpfs\n" + fsType(t, "/dev") + "\nok\n"},
 		{"numeric user, named group",
 			Process{Args: []string{"sh", "-c", "echo $(id -u):$(id -g)"}, User: "4242:staff"},
 			"4242:50\n"},
@@ -257,4 +260,17 @@ func TestRootErrors(t *testing.T) {
 	if _, err := r.LookPath("busybox", "/sbin"); err == nil {
 		t.Error("LookPath found busybox in an image PATH that lacks it")
 	}
+}
+
+// fsType is busybox stat -f's name for the filesystem at p on this host.
+func fsType(t *testing.T, p string) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.TMPFS_MAGIC { // devtmpfs is a tmpfs too
+		t.Skipf("%s on this host is not a tmpfs (type %#x)", p, st.Type)
+	}
+	return "tmpfs"
 }

@@ -34,6 +34,6 @@ fi
 
 start=$(date +%s)
 rc=0
-go test -tags integration ./integration -v -count=1 -timeout "${INTEGRATION_TIMEOUT:-15m}" -args ${args[@]+"${args[@]}"} || rc=$?
+go test -tags integration ./integration -v -count=1 -timeout "${INTEGRATION_TIMEOUT:-25m}" -args ${args[@]+"${args[@]}"} || rc=$?
 echo "integration: finished in $(( $(date +%s) - start ))s, rc=$rc"
 exit "$rc"

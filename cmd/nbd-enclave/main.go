@@ -14,8 +14,9 @@
 //
 //	nbd-enclave --parent vsock://1:10809 --key random: --ephemeral -- /bin/sh -c 'echo hi > /data'
 //
-// Run as PID 1 it first mounts /proc, /sys and /dev, and powers the
-// machine off when done instead of exiting.
+// Run as PID 1 it first does an init's duties (enclave.InitSystem) and
+// sends nitro-cli's boot heartbeat (enclave.Heartbeat), and reboots the
+// machine when done instead of exiting, which ends the enclave.
 package main
 
 import (
@@ -39,10 +40,11 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	code := run(ctx, log, os.Args[1:], os.Stderr)
 	if os.Getpid() == 1 {
-		// The kernel panics when init exits: power off instead.
-		log.Info("powering off", "status", code)
-		if err := enclave.PowerOff(); err != nil {
-			log.Error("power off", "err", err)
+		// The kernel panics when init exits; the reference init reboots,
+		// which ends the enclave.
+		log.Info("rebooting to end the enclave", "status", code)
+		if err := enclave.Reboot(); err != nil {
+			log.Error("reboot", "err", err)
 		}
 		select {}
 	}
@@ -53,7 +55,7 @@ func main() {
 // an agent failure, 2 for a usage error.
 func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer) int {
 	if os.Getpid() == 1 {
-		if err := enclave.InitSystem(); err != nil {
+		if err := enclave.InitSystem(log); err != nil {
 			log.Error("init", "err", err)
 			return 1
 		}
@@ -76,6 +78,12 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 	}
 	if cfg.Attester != nil {
 		log.Warn("built with the fakensm tag: attestation documents come from a test NSM that no real KMS key policy accepts")
+	}
+	if os.Getpid() == 1 {
+		// nitro-cli stops an enclave whose init sends no heartbeat.
+		if err := enclave.Heartbeat(ctx, cfg, log); err != nil {
+			return 1
+		}
 	}
 	err = enclave.Run(ctx, cfg, log)
 	if err == nil {
@@ -100,6 +108,7 @@ func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
 	var (
 		configPath  = fs.String("config", enclave.DefaultConfigJSONPath, "configuration JSON; a missing file at the default path is not an error")
 		parent      = fs.String("parent", "", "nbd-parent address: vsock://CID:PORT, tcp://HOST:PORT or unix:///PATH (default "+enclave.DefaultParent+")")
+		heartbeat   = fs.String("heartbeat", "", "where to send the boot heartbeat as PID 1, same syntax as --parent, or "+enclave.HeartbeatOff+" (default "+enclave.DefaultHeartbeat+")")
 		imageExport = fs.String("image-export", "", "NBD export of the verity image (default "+enclave.DefaultImageExport+")")
 		runExport   = fs.String("run-export", "", "NBD export of the encrypted run volume (default "+enclave.DefaultRunExport+")")
 		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME, random: (with --ephemeral) or kms:ARN[,OPTIONS] (see below)")
@@ -162,6 +171,7 @@ Flags:
 		}
 	}
 	str("parent", &cfg.Parent, *parent)
+	str("heartbeat", &cfg.Heartbeat, *heartbeat)
 	str("image-export", &cfg.ImageExport, *imageExport)
 	str("run-export", &cfg.RunExport, *runExport)
 	str("key", &cfg.Key, *key)
