@@ -32,5 +32,7 @@ until $bb grep -q msg=listening /itest/parent.log 2>/dev/null && $bb grep -q msg
 done
 $bb umount -l /dev
 init=$($bb cat /itest/eif-init)
+# The kernel's leftover cmdline words ("nomodules") reach init as argv;
+# pass them on, as if the kernel had started the EIF's /init itself.
 echo "eifboot: exec $init as PID $$"
-exec "$init"
+exec "$init" "$@"

@@ -96,7 +96,7 @@ func TestEIFBoot(t *testing.T) {
 	out, err := exec.CommandContext(ctx, cmds["imgbuild"], "--in", "oci:"+layout+":app", "--out", share,
 		"--kernel", k.Image, "--init", cmds["nbd-enclave"], "--enclave-config", cfg,
 		"--kernel-modules", k.Root,
-		"--cmdline", "console=ttyS0 reboot=k panic=-1 quiet").CombinedOutput()
+		"--cmdline", "console=ttyS0 reboot=k panic=-1 nomodules quiet").CombinedOutput()
 	if err != nil {
 		t.Fatalf("imgbuild: %v\n%s", err, out)
 	}
@@ -152,6 +152,7 @@ func checkEIFLaunch(t *testing.T, launch int, console string) {
 		`eifboot: exec /usr/bin/nbd-enclave as PID 1`,
 		`msg="init system ready"`,
 		`msg="kernel modules loaded" count=[1-9]`,
+		`msg="ignoring the kernel's arguments to init" args=\[nomodules\]`,
 		`msg="heartbeat acknowledged" addr=vsock://1:9000`,
 		`msg="client attached" export=image`,
 		`msg="client attached" export=run`,

@@ -64,6 +64,14 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 			return 1
 		}
 	}
+	if os.Getpid() == 1 && len(args) > 0 {
+		// The kernel hands init the command line's words it does not know
+		// (nitro-cli's "nomodules"): they are not ours to parse, and one
+		// would replace the application's entrypoint. The reference init
+		// ignores its arguments too; the measured config.json rules.
+		log.Info("ignoring the kernel's arguments to init", "args", args)
+		args = nil
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
