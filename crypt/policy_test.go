@@ -20,7 +20,7 @@ func (c *kdfCounter) derive(ctx context.Context, k *kdfJSON, password []byte, ke
 
 // openCounting is OpenWithPolicy (p non-nil) or Open, counting KDF runs
 // and the bytes allocated meanwhile.
-func openCounting(t *testing.T, f *os.File, key []byte, p *Policy) (v *Volume, err error, kdfRuns int, allocated uint64) {
+func openCounting(t *testing.T, f *os.File, key []byte, p *Policy) (v *Volume, kdfRuns int, allocated uint64, err error) {
 	t.Helper()
 	size, known := deviceSize(f)
 	var c kdfCounter
@@ -28,7 +28,7 @@ func openCounting(t *testing.T, f *os.File, key []byte, p *Policy) (v *Volume, e
 	runtime.ReadMemStats(&before)
 	v, err = open(bg, f, key, sizeOrUnknown(size, known), false, openConfig{policy: p, kdf: c.derive})
 	runtime.ReadMemStats(&after)
-	return v, err, c.n, after.TotalAlloc - before.TotalAlloc
+	return v, c.n, after.TotalAlloc - before.TotalAlloc, err
 }
 
 // headerBudget is far above what reading and checking a header allocates
@@ -56,7 +56,7 @@ func TestEnclavePolicyAccepts(t *testing.T) {
 	p := EnclavePolicy()
 	for _, kdf := range []KDF{MachineKeyKDF(), DefaultKDF()} {
 		f, _ := enclaveFormatted(t, key, FormatOptions{KDF: kdf, Tokens: []Token{kmsToken(0)}})
-		v, err, runs, _ := openCounting(t, f, key, &p)
+		v, runs, _, err := openCounting(t, f, key, &p)
 		if err != nil || v.Keyslot != 0 || runs != 1 {
 			t.Fatalf("%s: OpenWithPolicy = %+v, %v after %d KDF runs", kdf.Type, v, err, runs)
 		}
@@ -140,7 +140,7 @@ func TestEnclavePolicyRefuses(t *testing.T) {
 				rewriteJSON(t, f, tt.mutate)
 			}
 			p := EnclavePolicy()
-			_, err, runs, allocated := openCounting(t, f, key, &p)
+			_, runs, allocated, err := openCounting(t, f, key, &p)
 			var pe *PolicyError
 			if !errors.As(err, &pe) || !errors.Is(err, ErrPolicy) || pe.Field != tt.field {
 				t.Fatalf("OpenWithPolicy: %v, want a PolicyError on %q", err, tt.field)
@@ -185,7 +185,7 @@ func TestArgon2AboveCryptsetupCap(t *testing.T) {
 		k["type"], k["time"], k["memory"], k["cpus"] = "argon2id", 4, maxArgon2Memory+1, 4
 		return nil
 	})
-	_, err, runs, allocated := openCounting(t, f, key, nil)
+	_, runs, allocated, err := openCounting(t, f, key, nil)
 	if !errors.Is(err, ErrCorruptHeader) || runs != 0 || allocated > headerBudget {
 		t.Fatalf("Open: %v after %d KDF runs and %d bytes, want ErrCorruptHeader and none", err, runs, allocated)
 	}
@@ -235,7 +235,7 @@ func TestPolicyRefusesCryptsetupArgon2(t *testing.T) {
 		t.Fatalf("fixture has %+v, want argon2id with %d KiB", got, argon2FixtureMemory)
 	}
 	p := EnclavePolicy()
-	_, err, runs, allocated := openCounting(t, f, key, &p)
+	_, runs, allocated, err := openCounting(t, f, key, &p)
 	var pe *PolicyError
 	if !errors.As(err, &pe) || pe.Field != "keyslot 0 argon2 memory (KiB)" || pe.Value != strconv.Itoa(argon2FixtureMemory) {
 		t.Fatalf("OpenWithPolicy: %v, want a PolicyError on argon2 memory %d", err, argon2FixtureMemory)

@@ -75,10 +75,8 @@ func ParseNames(list string) []string {
 	if add {
 		names = DefaultNames()
 	}
-	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '+' }) {
-		names = append(names, f)
-	}
-	return names
+	sep := func(r rune) bool { return r == ',' || r == ' ' || r == '+' }
+	return append(names, strings.FieldsFunc(list, sep)...)
 }
 
 // Normalize returns a module's canonical name: '-' spelled '_', as the
