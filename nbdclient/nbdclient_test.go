@@ -218,6 +218,43 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrProtocol,
 		},
 		{
+			name:   "export size above 2^63",
+			export: "x",
+			server: func(s *fakeServer) {
+				s.greet(flagFixedNew | flagNoZeroes)
+				s.readClientFlags()
+				s.checkGo("x")
+				s.write(infoExportReply(1<<63+4096, FlagHasFlags))
+			},
+			wantErr: ErrProtocol,
+		},
+		{
+			name:   "export size 2^64-1",
+			export: "x",
+			server: func(s *fakeServer) {
+				s.greet(flagFixedNew | flagNoZeroes)
+				s.readClientFlags()
+				s.checkGo("x")
+				s.write(infoExportReply(1<<64-1, FlagHasFlags))
+			},
+			wantErr: ErrProtocol,
+		},
+		{
+			name:   "export size just above MaxExportSize, old negotiation",
+			export: "old",
+			server: func(s *fakeServer) {
+				s.greet(flagFixedNew)
+				s.readClientFlags()
+				s.checkGo("old")
+				s.write(optReply(optGo, repErrUnsup, nil))
+				s.readOption()
+				b := binary.BigEndian.AppendUint64(nil, MaxExportSize+1)
+				b = binary.BigEndian.AppendUint16(b, FlagHasFlags)
+				s.write(append(b, make([]byte, exportNameZero)...))
+			},
+			wantErr: ErrProtocol,
+		},
+		{
 			name:   "bad block size",
 			export: "x",
 			server: func(s *fakeServer) {
@@ -334,6 +371,9 @@ func FuzzHandshake(f *testing.F) {
 		exp, err := handshake(scripted{bytes.NewReader(b), io.Discard}, "fuzz")
 		if err == nil && exp == nil {
 			t.Fatal("nil export without error")
+		}
+		if err == nil && exp.Size > MaxExportSize {
+			t.Fatalf("export size %d accepted", exp.Size)
 		}
 	})
 }
