@@ -95,6 +95,19 @@ func (s *fakeServer) checkGo(name string) {
 	}
 }
 
+// afterGo is a server that greets, takes NBD_OPT_GO for export "x" and
+// sends replies.
+func afterGo(replies ...[]byte) func(s *fakeServer) {
+	return func(s *fakeServer) {
+		s.greet(flagFixedNew | flagNoZeroes)
+		s.readClientFlags()
+		s.checkGo("x")
+		for _, r := range replies {
+			s.write(r)
+		}
+	}
+}
+
 func TestHandshake(t *testing.T) {
 	const size = 1 << 30
 	tests := []struct {
@@ -194,14 +207,9 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrNotNBD,
 		},
 		{
-			name:   "ack without export info",
-			export: "x",
-			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
-				s.readClientFlags()
-				s.checkGo("x")
-				s.write(optReply(optGo, repAck, nil))
-			},
+			name:    "ack without export info",
+			export:  "x",
+			server:  afterGo(optReply(optGo, repAck, nil)),
 			wantErr: ErrProtocol,
 		},
 		{
@@ -218,25 +226,15 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrProtocol,
 		},
 		{
-			name:   "export size above 2^63",
-			export: "x",
-			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
-				s.readClientFlags()
-				s.checkGo("x")
-				s.write(infoExportReply(1<<63+4096, FlagHasFlags))
-			},
+			name:    "export size above 2^63",
+			export:  "x",
+			server:  afterGo(infoExportReply(1<<63+4096, FlagHasFlags)),
 			wantErr: ErrProtocol,
 		},
 		{
-			name:   "export size 2^64-1",
-			export: "x",
-			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
-				s.readClientFlags()
-				s.checkGo("x")
-				s.write(infoExportReply(1<<64-1, FlagHasFlags))
-			},
+			name:    "export size 2^64-1",
+			export:  "x",
+			server:  afterGo(infoExportReply(1<<64-1, FlagHasFlags)),
 			wantErr: ErrProtocol,
 		},
 		{
@@ -255,14 +253,9 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrProtocol,
 		},
 		{
-			name:   "bad block size",
-			export: "x",
-			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
-				s.readClientFlags()
-				s.checkGo("x")
-				s.write(infoBlockReply(BlockSize{3, 4096, 4096}))
-			},
+			name:    "bad block size",
+			export:  "x",
+			server:  afterGo(infoBlockReply(BlockSize{3, 4096, 4096})),
 			wantErr: ErrProtocol,
 		},
 		{
