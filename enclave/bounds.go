@@ -19,8 +19,9 @@ const MinRunSize = 32 << 20
 
 // CheckExport bounds the geometry of a negotiated export before it is
 // attached: a size from 512 bytes (MinRunSize for the writable run
-// volume) to nbdclient.MaxExportSize, in whole 512-byte sectors, and a
-// minimum block size the kernel client can use (at most 4096).
+// volume) to nbdclient.MaxExportSize, a minimum block size the kernel
+// client can use (at most 4096), and whole blocks of it (and of 512
+// bytes).
 func CheckExport(exp *nbdclient.Export, writable bool) error {
 	lo := uint64(512)
 	if writable {
@@ -29,10 +30,10 @@ func CheckExport(exp *nbdclient.Export, writable bool) error {
 	switch {
 	case exp.Size < lo || exp.Size > nbdclient.MaxExportSize:
 		return fmt.Errorf("%w: export %q is %d bytes, want %d to %d", ErrBadGeometry, exp.Name, exp.Size, lo, uint64(nbdclient.MaxExportSize))
-	case exp.Size%512 != 0:
-		return fmt.Errorf("%w: export %q is %d bytes, not whole 512-byte sectors", ErrBadGeometry, exp.Name, exp.Size)
 	case exp.BlockSize.Minimum > 4096:
 		return fmt.Errorf("%w: export %q needs %d-byte blocks, more than the kernel client supports", ErrBadGeometry, exp.Name, exp.BlockSize.Minimum)
+	case exp.Size%max(512, uint64(exp.BlockSize.Minimum)) != 0:
+		return fmt.Errorf("%w: export %q is %d bytes, not whole %d-byte blocks", ErrBadGeometry, exp.Name, exp.Size, max(512, exp.BlockSize.Minimum))
 	}
 	return nil
 }
