@@ -13,7 +13,7 @@ import (
 // build host.
 const (
 	DefaultMaxXattrValue = 64 << 10 // Linux's XATTR_SIZE_MAX
-	DefaultMaxXattrTotal = 256 << 20
+	DefaultMaxXattrTotal = 64 << 20
 	DefaultMaxEntries    = 10_000_000
 	DefaultMaxFileSize   = 64 << 30
 	DefaultMaxSize       = 64 << 30
