@@ -13,23 +13,15 @@ import (
 // call: as PID 1, a panic is a kernel panic.
 var ErrBadGeometry = errors.New("enclave: the parent serves an impossible geometry")
 
-// MinRunSize is the smallest run export accepted: the LUKS2 header area
-// (16 MiB by default) and room for a filesystem.
-const MinRunSize = 32 << 20
-
 // CheckExport bounds the geometry of a negotiated export before it is
-// attached: a size from 512 bytes (MinRunSize for the writable run
-// volume) to nbdclient.MaxExportSize, a minimum block size the kernel
-// client can use (at most 4096), and whole blocks of it (and of 512
-// bytes).
-func CheckExport(exp *nbdclient.Export, writable bool) error {
-	lo := uint64(512)
-	if writable {
-		lo = MinRunSize
-	}
+// attached: a size from 512 bytes to nbdclient.MaxExportSize, a minimum
+// block size the kernel client can use (at most 4096), and whole blocks
+// of it (and of 512 bytes). Whether a run volume has room for its LUKS
+// header is checked where the header is read (cryptSectors).
+func CheckExport(exp *nbdclient.Export) error {
 	switch {
-	case exp.Size < lo || exp.Size > nbdclient.MaxExportSize:
-		return fmt.Errorf("%w: export %q is %d bytes, want %d to %d", ErrBadGeometry, exp.Name, exp.Size, lo, uint64(nbdclient.MaxExportSize))
+	case exp.Size < 512 || exp.Size > nbdclient.MaxExportSize:
+		return fmt.Errorf("%w: export %q is %d bytes, want 512 to %d", ErrBadGeometry, exp.Name, exp.Size, uint64(nbdclient.MaxExportSize))
 	case exp.BlockSize.Minimum > 4096:
 		return fmt.Errorf("%w: export %q needs %d-byte blocks, more than the kernel client supports", ErrBadGeometry, exp.Name, exp.BlockSize.Minimum)
 	case exp.Size%max(512, uint64(exp.BlockSize.Minimum)) != 0:

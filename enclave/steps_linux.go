@@ -177,7 +177,7 @@ func AttachExport(ctx context.Context, nl *nbdkernel.Conn, cfg Config, export st
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckExport(exp, writable); err != nil {
+	if err := CheckExport(exp); err != nil {
 		conn.Close()
 		return nil, err
 	}
