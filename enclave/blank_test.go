@@ -30,7 +30,9 @@ func TestClassifyRun(t *testing.T) {
 		{"secondary magic at 0 (conservatively LUKS)", at(0, luksMagic2), RunLUKS},
 		{"ext4 superblock", at(1080, []byte{0x53, 0xef}), RunForeign},
 		{"byte at the end of the first MiB", at(BlankSize-1, []byte{1}), RunForeign},
-		{"data past the first MiB only", at(BlankSize, []byte{1}), RunBlank},
+		{"data past the first MiB, between samples", at(BlankSize, []byte{1}), RunBlank},
+		{"data in the last block only (wiped header)", at(size-1, []byte{1}), RunTampered},
+		{"data in a middle sample only (wiped header)", at(int(SampleOffsets(size)[32]), []byte{1}), RunTampered},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

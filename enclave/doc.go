@@ -22,11 +22,14 @@
 //     matches the pinned root, else ErrRootHashMismatch. The erofs inside is
 //     mounted read-only at /mnt/lower.
 //  4. OpenRun: the run device is classified (ClassifyRun). Blank (no LUKS
-//     signature where a LUKS2 header may start, and the first MiB zero):
-//     format LUKS2 (package crypt) with the key from the key provider
-//     (package keys), map it with dm-crypt, and write ext4 on the mapping
-//     in Go (Mkfs, package ext4: journal, extents, metadata_csum, sized to
-//     the device), so the ramdisk carries no mkfs.ext4. LUKS: unlock; a key
+//     signature where a LUKS2 header may start, the first MiB zero, and 64
+//     sample blocks spread over the whole device zero): format LUKS2
+//     (package crypt) with the key from the key provider (package keys),
+//     stamp the sample blocks of the data area with random bytes
+//     (StampRun), map it with dm-crypt, and write ext4 on the mapping in Go
+//     (Mkfs, package ext4: journal, extents, metadata_csum, sized to the
+//     device), so the ramdisk carries no mkfs.ext4. A zeroed header over a
+//     data area holding data is ErrTamperedRun, never formatted. LUKS: unlock; a key
 //     that opens no keyslot is ErrWrongKey and the device is never
 //     reformatted. Anything else is ErrForeignRun. An unlocked volume
 //     without an ext4 superblock (a first launch cut short between LUKS and
@@ -55,6 +58,9 @@
 // Nitro reference init's mounts, links, cgroups, console and PATH), then
 // Heartbeat (nitro-cli's boot heartbeat, package heartbeat), then Run, and
 // ends with Reboot, as the reference init does.
+//
+// Every number the parent serves is bounded before use (CheckExport,
+// nbdclient.MaxExportSize, the LUKS segment geometry): ErrBadGeometry.
 //
 // The userspace parts (configuration, pinning, the blank rule, the undo
 // stack) build everywhere; the steps that touch the kernel are Linux only.

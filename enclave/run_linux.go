@@ -112,7 +112,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := Mount(verityDev, cfg.LowerDir, "erofs", unix.MS_RDONLY, "", undo); err != nil {
+	// nodev: the image's device nodes (imgbuild --keep-devices) open nothing.
+	if err := Mount(verityDev, cfg.LowerDir, "erofs", unix.MS_RDONLY|unix.MS_NODEV, "", undo); err != nil {
 		return err
 	}
 	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)

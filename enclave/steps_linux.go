@@ -177,6 +177,10 @@ func AttachExport(ctx context.Context, nl *nbdkernel.Conn, cfg Config, export st
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckExport(exp); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	if writable && exp.ReadOnly() {
 		conn.Close()
 		return nil, fmt.Errorf("enclave: the parent exports %q read-only; the run volume must be writable", export)
@@ -371,6 +375,9 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 	case ephemeral || state == RunBlank:
 		vol, err = crypt.Format(ctx, f, key, formatOptions(opts, key))
 		if err == nil {
+			err = StampRun(f, size, vol.Offset)
+		}
+		if err == nil {
 			err = f.Sync()
 		}
 		if err != nil {
@@ -387,16 +394,16 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 		if err != nil {
 			return "", false, fmt.Errorf("enclave: unlocking %s: %w", dev.Path, err)
 		}
+	case state == RunTampered:
+		return "", false, fmt.Errorf("%w: %s", ErrTamperedRun, dev.Path)
 	default:
 		return "", false, fmt.Errorf("%w: %s", ErrForeignRun, dev.Path)
 	}
 	defer vol.Zero()
-	sectors := vol.Sectors()
-	if sectors == 0 {
-		sectors = uint64(size-vol.Offset) / 512
+	sectors, err := cryptSectors(size, vol.Offset, vol.Size, vol.SectorSize)
+	if err != nil {
+		return "", false, err
 	}
-	ss := uint64(vol.SectorSize / 512)
-	sectors -= sectors % ss
 	t := dm.CryptTarget{
 		Length:     sectors,
 		Cipher:     vol.Cipher,

@@ -69,21 +69,29 @@ var (
 )
 
 // node is one inode being laid out.
+//
+// One node exists per inode while the image is written: its fields are
+// ordered to leave no padding (112 bytes), as images may hold millions.
 type node struct {
-	in    *fstree.Inode
-	path  string
-	nlink uint32
-	ino   uint32 // i_ino, 1-based creation order
+	in     *fstree.Inode
+	parent *node      // where it was first met, nil for the root
+	name   string     // its name there (the tree's own string, not a copy)
+	xattrs []byte     // encoded inline xattr body, nil if none
+	dir    *dirLayout // directories only: most nodes are files and need none
 
-	extended bool
-	xattrs   []byte // encoded inline xattr body, nil if none
-	size     int64  // i_size
-	inline   int    // bytes of tail packed after the inode
-	nblocks  int64  // whole blocks in the data area
-	meta     int64  // byte offset of the inode
+	size    int64 // i_size
+	inline  int   // bytes of tail packed after the inode
+	nblocks int64 // whole blocks in the data area
+	meta    int64 // byte offset of the inode
+
+	nlink    uint32
+	ino      uint32 // i_ino, 1-based creation order
 	blkaddr  uint32
+	extended bool
+}
 
-	// Directories.
+// dirLayout is a directory's entries and their blocks.
+type dirLayout struct {
 	entries []dirent // sorted, with "." and ".."
 	blocks  []int    // index into entries of each directory block's first entry
 }
@@ -91,6 +99,18 @@ type node struct {
 type dirent struct {
 	name string
 	n    *node
+}
+
+// path returns the path where n was first met, for errors: built on
+// demand rather than kept per node.
+func (n *node) path() string {
+	if n.parent == nil {
+		return ""
+	}
+	if n.parent.parent == nil {
+		return n.name
+	}
+	return n.parent.path() + "/" + n.name
 }
 
 func (n *node) isize() int {
@@ -212,8 +232,8 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 	nodes := make(map[*fstree.Inode]*node)
 	btSec, btNsec := unixTime(bt)
 
-	var visit func(p string, in *fstree.Inode, parent *node) (*node, error)
-	visit = func(p string, in *fstree.Inode, parent *node) (*node, error) {
+	var visit func(p, name string, in *fstree.Inode, parent *node) (*node, error)
+	visit = func(p, name string, in *fstree.Inode, parent *node) (*node, error) {
 		if n := nodes[in]; n != nil {
 			if in.Type == fstree.TypeDir {
 				return nil, &WriteError{p, ErrDirCycle}
@@ -225,8 +245,12 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 				return nil, err
 			}
 		}
-		n := &node{in: in, path: p, nlink: links[in], ino: uint32(len(l.nodes) + 1)}
-		nodes[in] = n
+		n := &node{in: in, parent: parent, name: name, nlink: links[in], ino: uint32(len(l.nodes) + 1)}
+		if n.nlink > 1 || in.Type == fstree.TypeDir {
+			// Only these can be met again; keeping the others out of
+			// the map saves memory on images of a million files.
+			nodes[in] = n
+		}
 		l.nodes = append(l.nodes, n)
 		if err := n.prepare(btSec, btNsec); err != nil {
 			return nil, err
@@ -238,8 +262,8 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 			parent = n
 		}
 		ents := in.Entries()
-		n.entries = make([]dirent, 0, len(ents)+2)
-		n.entries = append(n.entries, dirent{".", n}, dirent{"..", parent})
+		n.dir = &dirLayout{entries: make([]dirent, 0, len(ents)+2)}
+		n.dir.entries = append(n.dir.entries, dirent{".", n}, dirent{"..", parent})
 		for _, e := range ents {
 			if e.Name == "" || e.Name == "." || e.Name == ".." || len(e.Name) > maxNameLen || strings.ContainsAny(e.Name, "/\x00") {
 				return nil, &WriteError{p, fmt.Errorf("%w: %q", ErrBadName, e.Name)}
@@ -248,17 +272,17 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 			if p != "" {
 				cp = p + "/" + e.Name
 			}
-			c, err := visit(cp, e.Inode, n)
+			c, err := visit(cp, e.Name, e.Inode, n)
 			if err != nil {
 				return nil, err
 			}
-			n.entries = append(n.entries, dirent{e.Name, c})
+			n.dir.entries = append(n.dir.entries, dirent{e.Name, c})
 		}
-		sort.Slice(n.entries, func(i, j int) bool { return n.entries[i].name < n.entries[j].name })
+		sort.Slice(n.dir.entries, func(i, j int) bool { return n.dir.entries[i].name < n.dir.entries[j].name })
 		n.packDir()
 		return n, nil
 	}
-	root, err := visit("", tree.Root(), nil)
+	root, err := visit("", "", tree.Root(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +313,7 @@ func plan(ctx context.Context, tree *fstree.Tree, bt time.Time, inline bool) (*l
 			n.blkaddr = uint32(blk)
 			blk += n.nblocks
 			if blk > math.MaxUint32 {
-				return nil, &WriteError{n.path, fmt.Errorf("image exceeds 2^32 blocks: %w", ErrTooLarge)}
+				return nil, &WriteError{n.path(), fmt.Errorf("image exceeds 2^32 blocks: %w", ErrTooLarge)}
 			}
 		}
 	}
@@ -304,24 +328,24 @@ func (n *node) prepare(btSec int64, btNsec uint32) error {
 	case fstree.TypeRegular:
 		n.size = in.Size()
 		if n.size < 0 {
-			return &WriteError{n.path, fmt.Errorf("negative size %d: %w", n.size, ErrContentSize)}
+			return &WriteError{n.path(), fmt.Errorf("negative size %d: %w", n.size, ErrContentSize)}
 		}
 	case fstree.TypeSymlink:
 		n.size = int64(len(in.Target))
 		if n.size == 0 || n.size >= BlockSize {
-			return &WriteError{n.path, fmt.Errorf("symlink target of %d bytes: %w", n.size, ErrTooLarge)}
+			return &WriteError{n.path(), fmt.Errorf("symlink target of %d bytes: %w", n.size, ErrTooLarge)}
 		}
 	case fstree.TypeCharDevice, fstree.TypeBlockDevice:
 		if in.Major > 0xfff || in.Minor > 0xfffff {
-			return &WriteError{n.path, fmt.Errorf("device %d:%d: %w", in.Major, in.Minor, ErrTooLarge)}
+			return &WriteError{n.path(), fmt.Errorf("device %d:%d: %w", in.Major, in.Minor, ErrTooLarge)}
 		}
 	case fstree.TypeDir, fstree.TypeFIFO, fstree.TypeSocket:
 	default:
-		return &WriteError{n.path, fmt.Errorf("unknown inode type %v", in.Type)}
+		return &WriteError{n.path(), fmt.Errorf("unknown inode type %v", in.Type)}
 	}
 	xb, err := encodeXattrs(in.Xattrs)
 	if err != nil {
-		return &WriteError{n.path, err}
+		return &WriteError{n.path(), err}
 	}
 	n.xattrs = xb
 	sec, nsec := unixTime(in.ModTime)
@@ -389,13 +413,13 @@ func encodeXattrs(x map[string][]byte) ([]byte, error) {
 // block is only as long as its content, which gives the directory's size.
 func (n *node) packDir() {
 	used := 0
-	for i, e := range n.entries {
+	for i, e := range n.dir.entries {
 		need := direntSize + len(e.name)
 		if i == 0 || used+need > BlockSize {
 			if i > 0 {
 				n.size += BlockSize
 			}
-			n.blocks = append(n.blocks, i)
+			n.dir.blocks = append(n.dir.blocks, i)
 			used = 0
 		}
 		used += need
@@ -487,12 +511,12 @@ func (l *layout) inode(n *node) []byte {
 
 // dirBlock encodes directory block i of n (only its used bytes).
 func (l *layout) dirBlock(n *node, i int) []byte {
-	start := n.blocks[i]
-	end := len(n.entries)
-	if i+1 < len(n.blocks) {
-		end = n.blocks[i+1]
+	start := n.dir.blocks[i]
+	end := len(n.dir.entries)
+	if i+1 < len(n.dir.blocks) {
+		end = n.dir.blocks[i+1]
 	}
-	ents := n.entries[start:end]
+	ents := n.dir.entries[start:end]
 	b := make([]byte, direntSize*len(ents), BlockSize)
 	for j, e := range ents {
 		d := b[j*direntSize:]
@@ -524,7 +548,7 @@ func (l *layout) writeMeta(ctx context.Context, w *seqWriter) error {
 		case fstree.TypeSymlink:
 			w.write([]byte(n.in.Target))
 		case fstree.TypeDir:
-			w.write(l.dirBlock(n, len(n.blocks)-1))
+			w.write(l.dirBlock(n, len(n.dir.blocks)-1))
 		case fstree.TypeRegular:
 			if err := n.writeTail(w); err != nil {
 				return err
@@ -542,7 +566,7 @@ func (l *layout) writeMeta(ctx context.Context, w *seqWriter) error {
 func (n *node) writeTail(w *seqWriter) error {
 	r, err := n.in.Content.Open()
 	if err != nil {
-		return &WriteError{n.path, err}
+		return &WriteError{n.path(), err}
 	}
 	defer r.Close()
 	skip := n.nblocks * BlockSize
@@ -553,7 +577,7 @@ func (n *node) writeTail(w *seqWriter) error {
 			_, err = io.CopyN(io.Discard, r, skip)
 		}
 		if err != nil {
-			return &WriteError{n.path, fmt.Errorf("skip to tail: %w", err)}
+			return &WriteError{n.path(), fmt.Errorf("skip to tail: %w", err)}
 		}
 	}
 	var buf [BlockSize + 1]byte
@@ -562,7 +586,7 @@ func (n *node) writeTail(w *seqWriter) error {
 		if err == nil || err == io.ErrUnexpectedEOF || err == io.EOF {
 			err = fmt.Errorf("%w: declared %d bytes", ErrContentSize, n.size)
 		}
-		return &WriteError{n.path, err}
+		return &WriteError{n.path(), err}
 	}
 	w.write(buf[:n.inline])
 	return w.err
@@ -605,7 +629,7 @@ func (l *layout) writeData(ctx context.Context, w *seqWriter) error {
 func (n *node) writeContent(ctx context.Context, w *seqWriter) error {
 	r, err := n.in.Content.Open()
 	if err != nil {
-		return &WriteError{n.path, err}
+		return &WriteError{n.path(), err}
 	}
 	defer r.Close()
 	want := n.size
@@ -614,16 +638,16 @@ func (n *node) writeContent(ctx context.Context, w *seqWriter) error {
 	}
 	got, err := w.copyFrom(ctx, r, want)
 	if err != nil {
-		return &WriteError{n.path, err}
+		return &WriteError{n.path(), err}
 	}
 	if got != want {
-		return &WriteError{n.path, fmt.Errorf("%w: declared %d bytes, got %d", ErrContentSize, n.size, got)}
+		return &WriteError{n.path(), fmt.Errorf("%w: declared %d bytes, got %d", ErrContentSize, n.size, got)}
 	}
 	if n.inline == 0 {
 		// The whole content is stored here: it must end now.
 		var one [1]byte
 		if k, _ := io.ReadFull(r, one[:]); k != 0 {
-			return &WriteError{n.path, fmt.Errorf("%w: longer than declared %d bytes", ErrContentSize, n.size)}
+			return &WriteError{n.path(), fmt.Errorf("%w: longer than declared %d bytes", ErrContentSize, n.size)}
 		}
 	}
 	return nil

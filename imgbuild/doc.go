@@ -6,7 +6,11 @@
 //
 //  1. OpenImage: read the image with package imgsrc (any transport,
 //     platform chosen from an index);
-//  2. Flatten: apply its layers with package layer into an fstree.Tree;
+//  2. Flatten: apply its layers with package layer into an fstree.Tree,
+//     within Options.Limits (sizes and counts a hostile base image could
+//     inflate; a *layer.LimitError names layer, entry and limit) and
+//     Options.Policy (device nodes dropped by default, overlay and LSM
+//     xattrs always, setuid and capabilities kept unless asked);
 //  3. WriteFS: write the tree as an EROFS image (package erofs);
 //  4. AppendVerity: append a dm-verity hash tree to the same file
 //     (package verity), so rootfs.img is one file: filesystem, then the

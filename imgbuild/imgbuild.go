@@ -58,6 +58,12 @@ type Options struct {
 	// SpoolDir holds the temporary layer-content spool; empty means
 	// OutDir, which is sure to have room for a file of the image's size.
 	SpoolDir string
+	// Limits bound what the image's layers may make the build hold or
+	// write (zero fields: layer's defaults, 64 GiB and 10 million
+	// entries); Policy says which of its privileges are kept (zero: device
+	// nodes dropped, setuid and capabilities kept). See package layer.
+	Limits layer.Limits
+	Policy layer.Policy
 
 	// EIF: built only when Kernel is set.
 	Kernel string // kernel image file (bzImage)
@@ -193,7 +199,8 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	var fl *layer.Flattener
 	err = r.step(StepFlatten, func() (string, error) {
 		var err error
-		fl, err = Flatten(ctx, im, spool, func(l imgsrc.LayerInfo) {
+		lo := layer.Options{SpoolDir: spool, Limits: opts.Limits, Policy: opts.Policy}
+		fl, err = Flatten(ctx, im, lo, func(l imgsrc.LayerInfo) {
 			if opts.Progress != nil {
 				opts.Progress(Event{Step: StepFlatten, Index: r.n, Total: r.total,
 					Detail: fmt.Sprintf("layer %d/%d %s", l.Index+1, len(im.LayerInfos), l.Digest)})
@@ -202,7 +209,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%d entries, %d MiB of content", fl.Entries(), fl.SpoolSize()>>20), nil
+		detail := fmt.Sprintf("%d entries, %d MiB of content", fl.Entries(), fl.SpoolSize()>>20)
+		if st := fl.Stats(); st != (layer.Stats{}) {
+			detail += fmt.Sprintf("; dropped %d device nodes and %d xattrs, cleared setuid on %d files",
+				st.DroppedDevices, st.DroppedXattrs, st.ClearedSetuid)
+		}
+		return detail, nil
 	})
 	if err != nil {
 		return nil, err
@@ -353,11 +365,11 @@ func OpenImage(ctx context.Context, ref, platform string) (*imgsrc.Image, error)
 }
 
 // Flatten applies every layer of im, verifying each as it streams, and
-// returns the flattener holding the tree; the caller closes it. Content is
-// spooled in spoolDir. onLayer, if not nil, is called as each layer
-// starts.
-func Flatten(ctx context.Context, im *imgsrc.Image, spoolDir string, onLayer func(imgsrc.LayerInfo)) (*layer.Flattener, error) {
-	fl, err := layer.New(layer.Options{SpoolDir: spoolDir})
+// returns the flattener holding the tree; the caller closes it. opts
+// gives the spool directory, limits and policy. onLayer, if not nil, is
+// called as each layer starts.
+func Flatten(ctx context.Context, im *imgsrc.Image, opts layer.Options, onLayer func(imgsrc.LayerInfo)) (*layer.Flattener, error) {
+	fl, err := layer.New(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enclave-storage/enclave-storage/imgbuild"
 )
 
 // TestOracleKernelMount loop-mounts rootfs.img read-only with the kernel's
@@ -23,7 +25,7 @@ func TestOracleKernelMount(t *testing.T) {
 	if err != nil {
 		t.Skip("mount not installed")
 	}
-	res := build(t, layout(t, appImage(t, "SERVER v1")), nil)
+	res := build(t, layout(t, appImage(t, "SERVER v1")), keepDevices)
 	mnt := t.TempDir()
 	// mount(8) sets up the loop device; doing that by hand (LOOP_CONFIGURE)
 	// would be code only this test needs.
@@ -69,3 +71,5 @@ func TestOracleKernelMount(t *testing.T) {
 		t.Errorf("usr/lib/libapp.so: %q, %v", b, err)
 	}
 }
+
+func keepDevices(o *imgbuild.Options) { o.Policy.KeepDevices = true }

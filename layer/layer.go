@@ -48,6 +48,10 @@ type Options struct {
 	// SpoolDir is the directory of the content spool file; empty means
 	// os.TempDir().
 	SpoolDir string
+	// Limits bound sizes and counts; zero fields take their defaults.
+	Limits Limits
+	// Policy says which privileges of the image are kept.
+	Policy Policy
 }
 
 // Flattener applies layers, in order, to a tree. It is not safe for
@@ -59,6 +63,14 @@ type Flattener struct {
 	off       int64
 	entries   int
 	closed    bool
+
+	limits     Limits
+	policy     Policy
+	stats      Stats
+	xattrBytes int64
+	// dropped holds the paths of device nodes the policy dropped, so that
+	// hard links to them are dropped too instead of failing.
+	dropped map[string]bool
 }
 
 // New returns a Flattener with an empty tree and a new spool file.
@@ -67,7 +79,7 @@ func New(opts Options) (*Flattener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("layer: creating content spool: %w", err)
 	}
-	fl := &Flattener{tree: fstree.New(), spool: f}
+	fl := &Flattener{tree: fstree.New(), spool: f, limits: opts.Limits.withDefaults(), policy: opts.Policy}
 	// Unlink at once where the OS allows it, so a crash leaves nothing.
 	if err := os.Remove(f.Name()); err != nil {
 		fl.spoolName = f.Name()
@@ -84,6 +96,9 @@ func (fl *Flattener) SpoolSize() int64 { return fl.off }
 
 // Entries returns the number of tar entries applied so far.
 func (fl *Flattener) Entries() int { return fl.entries }
+
+// Stats returns what the policy removed so far.
+func (fl *Flattener) Stats() Stats { return fl.stats }
 
 // Close releases the spool. The tree's file content is unreadable after.
 func (fl *Flattener) Close() error {
@@ -133,7 +148,11 @@ func (fl *Flattener) Apply(ctx context.Context, r io.Reader, name string) error 
 			return fmt.Errorf("layer %s: reading tar: %w", name, err)
 		}
 		fl.entries++
-		if err := a.entry(hdr, tr); err != nil {
+		err = fl.checkHeader(hdr)
+		if err == nil {
+			err = a.entry(hdr, tr)
+		}
+		if err != nil {
 			var ee *EntryError
 			if errors.As(err, &ee) {
 				return err
@@ -207,16 +226,24 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		// would all land in the spool; image builders never write them.
 		return fmt.Errorf("GNU sparse file: %w", ErrUnsupported)
 	}
+	xa, err := a.fl.xattrs(hdr)
+	if err != nil {
+		return err
+	}
 	n := &fstree.Inode{
 		Perm:    uint32(hdr.Mode) & 0o7777,
 		UID:     uint32(hdr.Uid),
 		GID:     uint32(hdr.Gid),
 		ModTime: hdr.ModTime.UTC(),
-		Xattrs:  xattrs(hdr),
+		Xattrs:  xa,
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, '\x00': // '\x00' is the pre-POSIX regular file (tar.TypeRegA)
 		n.Type = fstree.TypeRegular
+		if a.fl.policy.DropSetuid && n.Perm&0o6000 != 0 {
+			n.Perm &^= 0o6000
+			a.fl.stats.ClearedSetuid++
+		}
 		if hdr.Size < 0 {
 			return fmt.Errorf("negative size %d", hdr.Size)
 		}
@@ -241,6 +268,9 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("device number %d:%d out of range", hdr.Devmajor, hdr.Devminor)
 		}
 		n.Major, n.Minor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+		if !a.fl.policy.KeepDevices {
+			return a.dropDevice(p)
+		}
 	case tar.TypeFifo:
 		n.Type = fstree.TypeFIFO
 	case tar.TypeLink:
@@ -293,6 +323,9 @@ func (a *applier) link(p, target string) error {
 		t = join(tdir, tbase)
 	}
 	n, err := a.fl.tree.Lookup(t)
+	if err != nil && a.fl.dropped[t] {
+		return a.dropDevice(p) // a link to a dropped device node
+	}
 	if err != nil {
 		return fmt.Errorf("hard link to %q: %w: %v", target, ErrBadLink, err)
 	}
@@ -304,6 +337,24 @@ func (a *applier) link(p, target string) error {
 	}
 	a.touch(p)
 	return a.fl.tree.Insert(p, n)
+}
+
+// dropDevice leaves the device node at p out of the tree: whatever lower
+// layers had at p is gone, as the node replaced it.
+func (a *applier) dropDevice(p string) error {
+	if p == "" {
+		return fmt.Errorf("root is a device: %w", ErrMalformed)
+	}
+	a.fl.stats.DroppedDevices++
+	if a.fl.dropped == nil {
+		a.fl.dropped = make(map[string]bool)
+	}
+	a.fl.dropped[p] = true
+	a.touch(p)
+	if err := a.fl.tree.Remove(p); err != nil && !errors.Is(err, fstree.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // opaque hides the lower layers' entries of dir.
@@ -426,21 +477,6 @@ func (fl *Flattener) spoolContent(r io.Reader, size int64) (fstree.Content, erro
 // xattrPAX is the PAX record prefix of extended attributes, as GNU tar,
 // bsdtar, docker and buildkit write them.
 const xattrPAX = "SCHILY.xattr."
-
-func xattrs(hdr *tar.Header) map[string][]byte {
-	var m map[string][]byte
-	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, xattrPAX)
-		if !ok || name == "" {
-			continue
-		}
-		if m == nil {
-			m = make(map[string][]byte)
-		}
-		m[name] = []byte(v)
-	}
-	return m
-}
 
 // isSparse reports whether hdr is a GNU sparse file, old-style or PAX.
 func isSparse(hdr *tar.Header) bool {

@@ -113,7 +113,13 @@ func dump(t *testing.T, tr *fstree.Tree) []string {
 
 func flatten(t *testing.T, layers ...[]E) (*layer.Flattener, error) {
 	t.Helper()
-	fl, err := layer.New(layer.Options{SpoolDir: t.TempDir()})
+	return flattenWith(t, layer.Options{}, layers...)
+}
+
+func flattenWith(t *testing.T, opts layer.Options, layers ...[]E) (*layer.Flattener, error) {
+	t.Helper()
+	opts.SpoolDir = t.TempDir()
+	fl, err := layer.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +139,7 @@ func flatten(t *testing.T, layers ...[]E) (*layer.Flattener, error) {
 func TestFlatten(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
+		policy layer.Policy
 		layers [][]E
 		want   []string
 	}{
@@ -215,7 +222,8 @@ func TestFlatten(t *testing.T) {
 			want: []string{". dir 0755 0:0", `a file 0644 0:0 "v2"`, `b file 0644 0:0 "v1"`},
 		},
 		{
-			name: "symlinks, devices, fifo",
+			name:   "symlinks, devices, fifo",
+			policy: layer.Policy{KeepDevices: true},
 			layers: [][]E{{
 				symlink("lib", "usr/lib"),
 				with(E{}, func(h *tar.Header) {
@@ -340,7 +348,7 @@ func TestFlatten(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fl, err := flatten(t, tc.layers...)
+			fl, err := flattenWith(t, layer.Options{Policy: tc.policy}, tc.layers...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -491,4 +499,128 @@ func FuzzApply(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func dev(typ byte, name string, major, minor int64) E {
+	return E{Header: tar.Header{Typeflag: typ, Name: name, Mode: 0o666, Devmajor: major, Devminor: minor, ModTime: t0}}
+}
+
+func xattr(e E, kv ...string) E {
+	return with(e, func(h *tar.Header) {
+		h.PAXRecords = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.PAXRecords["SCHILY.xattr."+kv[i]] = kv[i+1]
+		}
+	})
+}
+
+// TestPolicy checks what the build keeps of an image's privileges: device
+// nodes (dropped by default, a hard link to one too, and a lower file
+// they replace), overlayfs and LSM attributes (always dropped), file
+// capabilities and setuid bits (kept unless asked).
+func TestPolicy(t *testing.T) {
+	suid := with(file("bin/su", "su"), func(h *tar.Header) { h.Mode = 0o4755 })
+	attrs := xattr(file("f", "f"), "trusted.overlay.redirect", "/etc", "trusted.overlay.opaque", "y",
+		"security.selinux", "system_u", "security.capability", "cap", "user.x", "1", "trusted.other", "2")
+	lower := []E{file("dev/kmem", "was a file")}
+	upper := []E{dev(tar.TypeBlock, "dev/nbd1", 43, 32), dev(tar.TypeChar, "dev/kmem", 1, 2), link("dev/nbd1-link", "dev/nbd1"), suid, attrs}
+	for _, tc := range []struct {
+		name   string
+		policy layer.Policy
+		want   []string
+		stats  layer.Stats
+	}{
+		{"default", layer.Policy{}, []string{
+			". dir 0755 0:0", "bin dir 0755 0:0", `bin/su file 4755 0:0 "su"`, "dev dir 0755 0:0",
+			`f file 0644 0:0 "f" xattr[security.capability="cap",trusted.other="2",user.x="1"]`,
+		}, layer.Stats{DroppedDevices: 3, DroppedXattrs: 3}},
+		{"keep devices, drop setuid and caps", layer.Policy{KeepDevices: true, DropSetuid: true, DropCaps: true}, []string{
+			". dir 0755 0:0", "bin dir 0755 0:0", `bin/su file 0755 0:0 "su"`, "dev dir 0755 0:0",
+			"dev/kmem chardev 0666 0:0 1:2", "dev/nbd1 blockdev 0666 0:0 43:32", "dev/nbd1-link blockdev 0666 0:0 43:32",
+			`f file 0644 0:0 "f" xattr[trusted.other="2",user.x="1"]`,
+		}, layer.Stats{DroppedXattrs: 4, ClearedSetuid: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fl, err := flattenWith(t, layer.Options{Policy: tc.policy}, lower, upper)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dump(t, fl.Tree()); !slices.Equal(got, tc.want) {
+				t.Errorf("tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if got := fl.Stats(); got != tc.stats {
+				t.Errorf("stats %+v, want %+v", got, tc.stats)
+			}
+		})
+	}
+}
+
+// TestLimits feeds each limit a crafted layer that goes over it: the
+// flattener must stop at the offending entry, before reading its content
+// or keeping its attributes, with a *LimitError inside an *EntryError
+// naming the layer and the entry.
+func TestLimits(t *testing.T) {
+	many := make([]E, 0, 12)
+	for i := range 12 {
+		many = append(many, file(fmt.Sprintf("f%d", i), ""))
+	}
+	big := xattr(file("x", ""), "user.a", strings.Repeat("a", 100<<10))
+	for _, tc := range []struct {
+		name   string
+		limits layer.Limits
+		layers [][]E
+		limit  string
+		entry  string
+	}{
+		{"xattr value (default 64 KiB)", layer.Limits{}, [][]E{{big}}, layer.LimitXattrValue, "x"},
+		{"xattr total", layer.Limits{MaxXattrTotal: 1000},
+			[][]E{{xattr(file("a", ""), "user.a", strings.Repeat("a", 600))}, {xattr(file("b", ""), "user.b", strings.Repeat("b", 600))}},
+			layer.LimitXattrTotal, "b"},
+		{"entries", layer.Limits{MaxEntries: 10}, [][]E{many[:6], many[6:]}, layer.LimitEntries, "f10"},
+		{"file size", layer.Limits{MaxFileSize: 1000}, [][]E{{file("small", "s"), file("big", strings.Repeat("b", 1001))}}, layer.LimitFileSize, "big"},
+		{"total size", layer.Limits{MaxSize: 1000},
+			[][]E{{file("a", strings.Repeat("a", 600))}, {file("b", strings.Repeat("b", 600))}}, layer.LimitSize, "b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fl, err := flattenWith(t, layer.Options{Limits: tc.limits}, tc.layers...)
+			var le *layer.LimitError
+			var ee *layer.EntryError
+			if !errors.As(err, &le) || !errors.As(err, &ee) || !errors.Is(err, layer.ErrLimit) {
+				t.Fatalf("err = %v, want a *LimitError in an *EntryError", err)
+			}
+			if le.Limit != tc.limit || ee.Entry != tc.entry || ee.Layer != fmt.Sprintf("sha256:layer%d", len(tc.layers)-1) {
+				t.Errorf("%v: limit %q layer %q entry %q, want %q, entry %q", err, le.Limit, ee.Layer, ee.Entry, tc.limit, tc.entry)
+			}
+			if le.Got <= le.Max {
+				t.Errorf("%v: got %d within max %d", err, le.Got, le.Max)
+			}
+			for _, s := range []string{tc.limit, ee.Layer, tc.entry} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("message %q does not name %q", err, s)
+				}
+			}
+			// Nothing of the offending entry was spooled.
+			var spooled int64
+			for _, l := range tc.layers {
+				for _, e := range l {
+					if e.Name == tc.entry {
+						break
+					}
+					spooled += e.Size
+				}
+			}
+			if fl.SpoolSize() > spooled {
+				t.Errorf("spooled %d bytes, more than the %d before the offending entry", fl.SpoolSize(), spooled)
+			}
+		})
+	}
+}
+
+// TestLongPath refuses names longer than PATH_MAX, which would otherwise
+// make one directory per component.
+func TestLongPath(t *testing.T) {
+	_, err := flatten(t, []E{file(strings.Repeat("a/", 3000)+"f", "")})
+	if !errors.Is(err, layer.ErrMalformed) {
+		t.Fatalf("err = %v, want ErrMalformed", err)
+	}
 }

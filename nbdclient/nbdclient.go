@@ -59,6 +59,12 @@ var ErrNotNBD = errors.New("nbdclient: peer is not a fixed-newstyle NBD server")
 // ErrProtocol reports a reply that violates the NBD protocol.
 var ErrProtocol = errors.New("nbdclient: protocol violation")
 
+// MaxExportSize is the largest export size Handshake accepts (2^62
+// bytes, 4 EiB). The size comes from the server; above 2^63 it would turn
+// negative in an int64 (Linux's loff_t), and offsets computed from it
+// (size plus a block, sectors times 512) must not overflow either.
+const MaxExportSize = 1 << 62
+
 // ErrUnknownExport reports that the server does not have the export.
 var ErrUnknownExport = errors.New("nbdclient: unknown export")
 
@@ -247,6 +253,9 @@ func parseInfo(exp *Export, p []byte, gotExport *bool) error {
 			return fmt.Errorf("%w: NBD_INFO_EXPORT of %d bytes, want 12", ErrProtocol, len(p))
 		}
 		exp.Size = binary.BigEndian.Uint64(p[2:])
+		if exp.Size > MaxExportSize {
+			return fmt.Errorf("%w: export size %d exceeds %d", ErrProtocol, exp.Size, uint64(MaxExportSize))
+		}
 		exp.Flags = binary.BigEndian.Uint16(p[10:])
 		*gotExport = true
 	case infoBlockSize:
@@ -316,6 +325,9 @@ func negotiateExportName(rw io.ReadWriter, name string, noZeroes bool) (*Export,
 			return nil, fmt.Errorf("%w (server closed the connection after NBD_OPT_EXPORT_NAME)", ErrUnknownExport)
 		}
 		return nil, fmt.Errorf("reading NBD_OPT_EXPORT_NAME reply: %w", err)
+	}
+	if size := binary.BigEndian.Uint64(b); size > MaxExportSize {
+		return nil, fmt.Errorf("%w: export size %d exceeds %d", ErrProtocol, size, uint64(MaxExportSize))
 	}
 	return &Export{
 		Name:           name,

@@ -95,6 +95,19 @@ func (s *fakeServer) checkGo(name string) {
 	}
 }
 
+// afterGo is a server that greets, takes NBD_OPT_GO for export "x" and
+// sends replies.
+func afterGo(replies ...[]byte) func(s *fakeServer) {
+	return func(s *fakeServer) {
+		s.greet(flagFixedNew | flagNoZeroes)
+		s.readClientFlags()
+		s.checkGo("x")
+		for _, r := range replies {
+			s.write(r)
+		}
+	}
+}
+
 func TestHandshake(t *testing.T) {
 	const size = 1 << 30
 	tests := []struct {
@@ -194,14 +207,9 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrNotNBD,
 		},
 		{
-			name:   "ack without export info",
-			export: "x",
-			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
-				s.readClientFlags()
-				s.checkGo("x")
-				s.write(optReply(optGo, repAck, nil))
-			},
+			name:    "ack without export info",
+			export:  "x",
+			server:  afterGo(optReply(optGo, repAck, nil)),
 			wantErr: ErrProtocol,
 		},
 		{
@@ -218,14 +226,36 @@ func TestHandshake(t *testing.T) {
 			wantErr: ErrProtocol,
 		},
 		{
-			name:   "bad block size",
-			export: "x",
+			name:    "export size above 2^63",
+			export:  "x",
+			server:  afterGo(infoExportReply(1<<63+4096, FlagHasFlags)),
+			wantErr: ErrProtocol,
+		},
+		{
+			name:    "export size 2^64-1",
+			export:  "x",
+			server:  afterGo(infoExportReply(1<<64-1, FlagHasFlags)),
+			wantErr: ErrProtocol,
+		},
+		{
+			name:   "export size just above MaxExportSize, old negotiation",
+			export: "old",
 			server: func(s *fakeServer) {
-				s.greet(flagFixedNew | flagNoZeroes)
+				s.greet(flagFixedNew)
 				s.readClientFlags()
-				s.checkGo("x")
-				s.write(infoBlockReply(BlockSize{3, 4096, 4096}))
+				s.checkGo("old")
+				s.write(optReply(optGo, repErrUnsup, nil))
+				s.readOption()
+				b := binary.BigEndian.AppendUint64(nil, MaxExportSize+1)
+				b = binary.BigEndian.AppendUint16(b, FlagHasFlags)
+				s.write(append(b, make([]byte, exportNameZero)...))
 			},
+			wantErr: ErrProtocol,
+		},
+		{
+			name:    "bad block size",
+			export:  "x",
+			server:  afterGo(infoBlockReply(BlockSize{3, 4096, 4096})),
 			wantErr: ErrProtocol,
 		},
 		{
@@ -334,6 +364,9 @@ func FuzzHandshake(f *testing.F) {
 		exp, err := handshake(scripted{bytes.NewReader(b), io.Discard}, "fuzz")
 		if err == nil && exp == nil {
 			t.Fatal("nil export without error")
+		}
+		if err == nil && exp.Size > MaxExportSize {
+			t.Fatalf("export size %d accepted", exp.Size)
 		}
 	})
 }

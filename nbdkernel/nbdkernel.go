@@ -280,8 +280,12 @@ func encodeConfig(cfg Config, withGeometry bool) ([]byte, error) {
 	if bs == 0 {
 		bs = DefaultBlockSize
 	}
-	if bs < 512 || bs&(bs-1) != 0 {
-		return nil, fmt.Errorf("nbdkernel: block size %d is not a power of two of at least 512", bs)
+	if bs < 512 || bs > 64<<10 || bs&(bs-1) != 0 {
+		return nil, fmt.Errorf("nbdkernel: block size %d is not a power of two from 512 to 64 KiB", bs)
+	}
+	if withGeometry && cfg.Size > math.MaxInt64 {
+		// The kernel takes the size as a loff_t: above 2^63 it is negative.
+		return nil, fmt.Errorf("nbdkernel: export size %d exceeds 2^63-1", cfg.Size)
 	}
 	ae := netlink.NewAttributeEncoder()
 	if cfg.Index >= 0 {

@@ -158,6 +158,11 @@ func TestConnectErrors(t *testing.T) {
 	noIndex := func(genetlink.Message, netlink.Message) ([]genetlink.Message, error) {
 		return reply(t, func(ae *netlink.AttributeEncoder) { ae.Uint64(attrSizeBytes, 1) }), nil
 	}
+	// never fails the test: the request must be refused before it is sent.
+	never := func(genetlink.Message, netlink.Message) ([]genetlink.Message, error) {
+		t.Error("a request with an impossible geometry reached the kernel")
+		return nil, genltest.Error(int(syscall.EINVAL))
+	}
 	tests := []struct {
 		name   string
 		cfg    Config
@@ -167,6 +172,9 @@ func TestConnectErrors(t *testing.T) {
 		{"zero size", Config{Index: AnyIndex, Sockets: []int{3}}, noIndex, nil},
 		{"no sockets", Config{Index: AnyIndex, Size: 1}, noIndex, nil},
 		{"bad block size", Config{Index: AnyIndex, Size: 1, BlockSize: 1000, Sockets: []int{3}}, noIndex, nil},
+		{"huge block size", Config{Index: AnyIndex, Size: 1 << 40, BlockSize: 1 << 31, Sockets: []int{3}}, never, nil},
+		{"size above 2^63", Config{Index: AnyIndex, Size: 1<<63 + 4096, Sockets: []int{3}}, never, nil},
+		{"size 2^64-1", Config{Index: AnyIndex, Size: 1<<64 - 1, Sockets: []int{3}}, never, nil},
 		{"kernel refuses", Config{Index: 0, Size: 1, Sockets: []int{3}}, kernelBusy, syscall.EBUSY},
 		{"reply without index", Config{Index: AnyIndex, Size: 1, Sockets: []int{3}}, noIndex, nil},
 	}

@@ -71,10 +71,14 @@ type Root struct {
 }
 
 // NewRoot mounts the overlay o at dir (which must exist) and returns it as
-// a Root. The overlay is mounted nodev-free and suid-capable, as an
-// ordinary root filesystem.
+// a Root. The overlay is mounted nodev: a device node shipped in the image
+// (or made in the run volume) opens nothing, since an enclave has no
+// device cgroup to stop a world-writable node of the run device or of
+// memory; the real /dev is bound in by BindSystem. It stays suid-capable,
+// as an ordinary root filesystem (imgbuild --drop-setuid strips the bits
+// at build time instead).
 func NewRoot(dir string, o Options) (*Root, error) {
-	if err := Mount(dir, o, 0); err != nil {
+	if err := Mount(dir, o, unix.MS_NODEV); err != nil {
 		return nil, err
 	}
 	return &Root{dir: dir, mounts: []string{dir}}, nil

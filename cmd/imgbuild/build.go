@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/imgsrc"
 	"github.com/enclave-storage/enclave-storage/kmod"
+	"github.com/enclave-storage/enclave-storage/layer"
 )
 
 func buildCommand() subcommand {
@@ -57,6 +60,15 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image digest)")
 		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
 		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
+
+		maxXattrValue = sizeFlag(fs, layer.LimitXattrValue, layer.DefaultMaxXattrValue, "largest extended attribute value")
+		maxXattrTotal = sizeFlag(fs, layer.LimitXattrTotal, layer.DefaultMaxXattrTotal, "extended attribute bytes of all entries together")
+		maxEntries    = fs.Int64(layer.LimitEntries, layer.DefaultMaxEntries, "tar entries of all layers together")
+		maxFileSize   = sizeFlag(fs, layer.LimitFileSize, layer.DefaultMaxFileSize, "largest regular file")
+		maxSize       = sizeFlag(fs, layer.LimitSize, layer.DefaultMaxSize, "file content of all layers together")
+		keepDevices   = fs.Bool("keep-devices", false, "keep the image's device nodes (default: dropped, and counted)")
+		dropSetuid    = fs.Bool("drop-setuid", false, "clear setuid/setgid bits of regular files (default: kept, as docker does)")
+		dropCaps      = fs.Bool("drop-caps", false, "drop file capabilities, security.capability (default: kept, as docker does)")
 	)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -73,9 +85,15 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		Ref: *in, Platform: *platform, OutDir: *out,
 		Kernel: *kernel, Cmdline: *cmdline, Init: *initBin, Bootstrap: *boot, EnclaveConfig: *encCfg,
 		KernelModules: *modDir, KernelModuleNames: kmod.ParseNames(*modNames),
+		Limits: layer.Limits{MaxXattrValue: int64(*maxXattrValue), MaxXattrTotal: int64(*maxXattrTotal), MaxEntries: *maxEntries,
+			MaxFileSize: int64(*maxFileSize), MaxSize: int64(*maxSize)},
+		Policy: layer.Policy{KeepDevices: *keepDevices, DropSetuid: *dropSetuid, DropCaps: *dropCaps},
 	}
 	if *modDir != "" && *kernel == "" {
 		return usagef("--kernel-modules needs --kernel")
+	}
+	if *maxEntries <= 0 {
+		return usagef("--%s %d: want a positive number", layer.LimitEntries, *maxEntries)
 	}
 	if *kernel != "" && *initBin == "" {
 		return usagef("--kernel needs --init (the nbd-enclave binary)")
@@ -156,4 +174,32 @@ func termProgress(w io.Writer) func(imgbuild.Event) {
 		}
 		fmt.Fprintf(w, "\r\033[K[%d/%d] %-8s %6.2fs  %s\n", e.Index, e.Total, e.Step, e.Elapsed.Seconds(), e.Detail)
 	}
+}
+
+// byteSize is a size flag: bytes, or a number with a binary suffix K, M,
+// G or T (optionally followed by "iB" or "B": 64G, 64GiB, 1024).
+type byteSize int64
+
+func sizeFlag(fs *flag.FlagSet, name string, def int64, usage string) *byteSize {
+	v := byteSize(def)
+	fs.Var(&v, name, usage+" (bytes, or with a K/M/G/T suffix)")
+	return &v
+}
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimSuffix(strings.TrimSuffix(s, "B"), "i")
+	shift := 0
+	if i := len(num) - 1; i > 0 {
+		if j := strings.IndexByte("KMGT", num[i]); j >= 0 {
+			shift, num = 10*(j+1), num[:i]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return fmt.Errorf("want a positive size such as 1024, 64K or 64G")
+	}
+	*b = byteSize(n << shift)
+	return nil
 }

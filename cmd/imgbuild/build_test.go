@@ -1,9 +1,12 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +143,9 @@ func TestBuildUsage(t *testing.T) {
 		{[]string{"--in", "x", "--salt", "zz"}, 2, "not hex"},
 		{[]string{"--in", "x", "--source-date-epoch", "yesterday"}, 2, "Unix seconds"},
 		{[]string{"--in", "x", "--progress", "fancy"}, 2, "auto or plain"},
+		{[]string{"--in", "x", "--max-size", "lots"}, 2, "positive size"},
+		{[]string{"--in", "x", "--max-file-size", "-1"}, 2, "positive size"},
+		{[]string{"--in", "x", "--max-entries", "0"}, 2, "positive number"},
 		{[]string{"--in", "oci:/nonexistent/layout:app", "--out", "OUT"}, 1, "/nonexistent/layout"},
 	} {
 		env, out, errb := testEnv()
@@ -151,6 +157,77 @@ func TestBuildUsage(t *testing.T) {
 		}
 		if rc := run(context.Background(), env, args); rc != tc.rc || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("%q: rc %d, want %d with %q in:\n%s%s", tc.args, rc, tc.rc, tc.want, out, errb)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"1024", 1024}, {"64K", 64 << 10}, {"64KiB", 64 << 10}, {"3MB", 3 << 20}, {"64G", 64 << 30}, {"2T", 2 << 40},
+		{"0", -1}, {"-5", -1}, {"G", -1}, {"1.5G", -1}, {"9000000T", -1}, {"", -1},
+	} {
+		var b byteSize
+		err := b.Set(tc.in)
+		if tc.want < 0 {
+			if err == nil {
+				t.Errorf("Set(%q) = %d, want an error", tc.in, b)
+			}
+			continue
+		}
+		if err != nil || int64(b) != tc.want {
+			t.Errorf("Set(%q) = %d, %v; want %d", tc.in, b, err, tc.want)
+		}
+	}
+}
+
+// TestBuildLimits builds a gzip bomb (8 MiB of zeroes in a few KiB of
+// layer) and an image with a device node through the command line: the
+// limit flag stops the bomb at its header, naming the layer and the
+// limit, and the device node is dropped unless --keep-devices.
+func TestBuildLimits(t *testing.T) {
+	dir := t.TempDir()
+	bomb, err := ocitest.Tar(ocitest.File("zeroes", strings.Repeat("\x00", 8<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withDev := ocitest.File("app", "x")
+	dev := ocitest.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/nbd1", Mode: 0o666, Devmajor: 43, Devminor: 32, ModTime: ocitest.T0()}}
+	devs, err := ocitest.Tar(withDev, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string][]byte{"bomb": bomb, "devs": devs} {
+		if _, err := ocitest.WriteLayout(filepath.Join(dir, name), "app", ocitest.Image{Layers: [][]byte{l}, Compression: ocitest.Gzip}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env, out, errb := testEnv()
+	rc := run(context.Background(), env, []string{"build", "--in", "oci:" + dir + "/bomb:app", "--out", dir + "/out", "--max-size", "1M", "--progress", "plain"})
+	if rc != 1 || !strings.Contains(errb.String(), "max-size limit 1048576 exceeded") || !strings.Contains(errb.String(), `entry "zeroes"`) {
+		t.Errorf("bomb: rc %d, want 1 and an error naming the limit and entry:\n%s%s", rc, out, errb)
+	}
+	if !strings.Contains(errb.String(), "layer sha256:") {
+		t.Errorf("bomb: error does not name the layer:\n%s", errb)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "rootfs.img")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("bomb: rootfs.img written (%v)", err)
+	}
+	for _, keep := range []bool{false, true} {
+		env, out, errb := testEnv()
+		env.log = slog.New(slog.NewTextHandler(errb, nil))
+		args := []string{"build", "--in", "oci:" + dir + "/devs:app", "--out", dir + "/out-devs", "--progress", "plain"}
+		if keep {
+			args = append(args, "--keep-devices")
+		}
+		if rc := run(context.Background(), env, args); rc != 0 {
+			t.Fatalf("keep=%v: rc %d\n%s%s", keep, rc, out, errb)
+		}
+		dropped := strings.Contains(errb.String(), "dropped 1 device nodes")
+		if dropped == keep {
+			t.Errorf("keep=%v: log says dropped=%v:\n%s", keep, dropped, errb)
 		}
 	}
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -127,7 +128,16 @@ func (r *rig) buildImage(t *testing.T) {
 		ocitest.Dir("var/"), ocitest.Dir("tmp/"))
 	data := ocitest.File(dataPath, "")
 	data.Body = dataBody()
-	entries = append(entries, data)
+	entries = append(entries, data, ocitest.Dir("evil/"))
+	// (g): world-writable nodes of the NBD devices (nbdN is 43:32*N) and
+	// of /dev/mem, kept by --keep-devices; the nodev mounts must make
+	// them useless. /dev itself is the agent's, bound over the image's.
+	for i := range 8 {
+		entries = append(entries, ocitest.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: fmt.Sprintf("evil/nbd%d", i),
+			Mode: 0o666, Devmajor: 43, Devminor: int64(32 * i), ModTime: ocitest.T0()}})
+	}
+	entries = append(entries, ocitest.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "evil/mem",
+		Mode: 0o666, Devmajor: 1, Devminor: 1, ModTime: ocitest.T0()}})
 	base, err := ocitest.Tar(entries...)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +158,7 @@ func (r *rig) buildImage(t *testing.T) {
 	}
 	out := filepath.Join(r.dir, "build")
 	t0 := time.Now()
-	cmd := exec.Command(r.imgbuildBin, "--in", "oci:"+layout+":app", "--out", out)
+	cmd := exec.Command(r.imgbuildBin, "--in", "oci:"+layout+":app", "--out", out, "--keep-devices")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("imgbuild: %v\n%s", err, b)
@@ -412,6 +422,19 @@ if dd if=/dev/zero of=/dev/mapper/image bs=4096 count=1 conv=fsync,notrunc 2> /t
 `
 )
 
+// devApp opens the image's device nodes (g) and, for comparison, the
+// agent's node of the run device, which the application (root in the
+// enclave) may open.
+const devApp = `echo app-started
+for n in /evil/*; do
+	if dd if=$n of=/dev/null bs=4096 count=1 2> /tmp/err; then echo "image-node ${n##*/}=opened"; else echo "image-node ${n##*/}=refused err=$(cat /tmp/err)"; fi
+done
+for d in /sys/block/nbd*; do if [ -e $d/pid ] && [ "$(cat $d/ro)" = 0 ]; then
+	echo "run-device=${d##*/} dev=$(cat $d/dev)"
+	if dd if=/dev/${d##*/} of=/dev/null bs=4096 count=1 2> /tmp/err; then echo real-node=opened; else echo "real-node=refused err=$(cat /tmp/err)"; fi
+fi; done
+`
+
 // TestScenarios runs issue 6's scenarios in order: (b) to (f) reuse the
 // run image of (a).
 func TestScenarios(t *testing.T) {
@@ -553,6 +576,38 @@ func TestScenarios(t *testing.T) {
 		t.Logf("nbd-enclave:\n%s", e.out.String())
 	})
 
+	// (d) too: a parent that zeroes the run image's header area (LUKS
+	// header and keyslots) must not get a silently reformatted volume.
+	scenario(t, "d-header-wiped", func(t *testing.T) {
+		orig := r.run
+		defer func() { r.run = orig }()
+		r.run = filepath.Join(r.dir, "run-wiped.img")
+		b, err := os.ReadFile(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(b[:16<<20])
+		if err := os.WriteFile(r.run, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := fileSum(t, r.run)
+		p := r.parent(t, r.img)
+		e, _ := r.enclave(t, launch{}, "echo app-started")
+		rc := e.wait(t, 2*time.Minute)
+		p.stop(t)
+		t.Logf("nbd-enclave:\n%s", e.out.String())
+		if rc == 0 {
+			t.Fatal("nbd-enclave ran on a run image with a wiped header")
+		}
+		contains(t, e, "header area is zeroed but its data area is not")
+		if appStarted.MatchString(e.out.String()) {
+			t.Error("the application ran")
+		}
+		if fileSum(t, r.run) != before {
+			t.Error("the wiped run image was written to")
+		}
+	})
+
 	scenario(t, "e-parent-killed", func(t *testing.T) {
 		p := r.parent(t, r.img)
 		// Requests in flight when the parent dies are resent only when
@@ -622,6 +677,32 @@ func TestScenarios(t *testing.T) {
 		t.Logf("nbd-parent:\n%s", p.out.String())
 		if fileSum(t, r.img) != before {
 			t.Error("the image file changed")
+		}
+	})
+
+	scenario(t, "g-device-node", func(t *testing.T) {
+		p := r.parent(t, r.img)
+		defer p.stop(t)
+		e, _ := r.enclave(t, launch{}, devApp)
+		rc := e.wait(t, 2*time.Minute)
+		t.Logf("nbd-enclave:\n%s", e.out.String())
+		if rc != 0 {
+			t.Fatalf("nbd-enclave exited %d", rc)
+		}
+		out := e.out.String()
+		m := regexp.MustCompile(`(?m)^run-device=nbd(\d+) dev=43:(\d+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatal("no run device found")
+		}
+		// The image's node for the run device, and every other, is refused
+		// (nodev), while the agent's own node of it opens: the node is
+		// right, nodev is what stops it.
+		contains(t, e, "real-node=opened", "image-node nbd"+m[1]+"=refused", "image-node mem=refused")
+		if n := strings.Count(out, "=refused err="); n != 9 || strings.Contains(out, "image-node nbd"+m[1]+"=opened") {
+			t.Errorf("%d of the image's 9 device nodes refused", n)
+		}
+		if regexp.MustCompile(`(?m)^image-node \S+=opened$`).MatchString(out) {
+			t.Error("an image device node opened")
 		}
 	})
 }
