@@ -54,9 +54,6 @@ func unlockSealed(ctx context.Context, f *os.File, export string, s keys.Sealer,
 		o.UUID, o.KDF = uuid, crypt.MachineKeyKDF()
 		o.Tokens = []crypt.Token{{Type: sealed.Type, Keyslots: []int{sealedSlot}, Fields: sealed.Fields}}
 		vol, err := crypt.Format(ctx, f, key, &o)
-		if err == nil {
-			err = f.Sync()
-		}
 		if err != nil {
 			return nil, false, fmt.Errorf("enclave: formatting LUKS2 on %s: %w", f.Name(), err)
 		}

@@ -368,18 +368,14 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 
 	var vol *crypt.Volume
 	switch {
+	case state == RunTampered && !ephemeral:
+		return "", false, fmt.Errorf("%w: %s", ErrTamperedRun, dev.Path)
 	case sealed:
 		if vol, fresh, err = unlockSealed(ctx, f, dev.Export.Name, sealer, state, opts, log); err != nil {
 			return "", false, err
 		}
 	case ephemeral || state == RunBlank:
 		vol, err = crypt.Format(ctx, f, key, formatOptions(opts, key))
-		if err == nil {
-			err = StampRun(f, size, vol.Offset)
-		}
-		if err == nil {
-			err = f.Sync()
-		}
 		if err != nil {
 			return "", false, fmt.Errorf("enclave: formatting LUKS2 on %s: %w", dev.Path, err)
 		}
@@ -394,12 +390,22 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 		if err != nil {
 			return "", false, fmt.Errorf("enclave: unlocking %s: %w", dev.Path, err)
 		}
-	case state == RunTampered:
-		return "", false, fmt.Errorf("%w: %s", ErrTamperedRun, dev.Path)
 	default:
 		return "", false, fmt.Errorf("%w: %s", ErrForeignRun, dev.Path)
 	}
 	defer vol.Zero()
+	if fresh {
+		// However the key came, a new volume gets its data area's sample
+		// blocks stamped, so a later header wipe reads as tampering
+		// (ClassifyRun), and the new header is made durable.
+		err := StampRun(f, size, vol.Offset)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("enclave: formatting LUKS2 on %s: %w", dev.Path, err)
+		}
+	}
 	sectors, err := cryptSectors(size, vol.Offset, vol.Size, vol.SectorSize)
 	if err != nil {
 		return "", false, err
