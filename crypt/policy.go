@@ -157,18 +157,9 @@ func (p Policy) Check(info *Info) error {
 			return refuse(name+"area key size", s.AreaKeySize, in(p.KeySizes))
 		case !slices.Contains(p.Hashes, s.AFHash):
 			return refuse(name+"AF hash", s.AFHash, in(p.Hashes))
-		case !slices.Contains(p.KDFs, k.Type):
-			return refuse(name+"KDF", k.Type, in(p.KDFs))
-		case k.Type == PBKDF2 && !slices.Contains(p.Hashes, k.Hash):
-			return refuse(name+"pbkdf2 hash", k.Hash, in(p.Hashes))
-		case k.Type == PBKDF2 && k.Iterations > p.MaxPBKDF2Iterations:
-			return refuse(name+"pbkdf2 iterations", k.Iterations, le(p.MaxPBKDF2Iterations))
-		case k.Type != PBKDF2 && k.Memory > p.MaxArgon2Memory:
-			return refuse(name+"argon2 memory (KiB)", k.Memory, le(p.MaxArgon2Memory))
-		case k.Type != PBKDF2 && k.Threads > p.MaxArgon2Threads:
-			return refuse(name+"argon2 threads", k.Threads, le(p.MaxArgon2Threads))
-		case k.Type != PBKDF2 && k.Time > p.MaxArgon2Time:
-			return refuse(name+"argon2 time", k.Time, le(p.MaxArgon2Time))
+		}
+		if err := p.checkKDF(name, k); err != nil {
+			return err
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(info.Digests)) {
@@ -200,4 +191,33 @@ func sizeString(in *Info) string {
 func OpenWithPolicy(ctx context.Context, dev io.ReaderAt, key []byte, p Policy) (*Volume, error) {
 	size, known := deviceSize(dev)
 	return open(ctx, dev, key, sizeOrUnknown(size, known), false, openConfig{policy: &p})
+}
+
+// CheckKDF reports whether a keyslot KDF is within p, as Check does for
+// every keyslot of a header. A caller that chooses the KDF of a volume it
+// formats checks it first, so it never writes a volume its own policy
+// would refuse to open.
+func (p Policy) CheckKDF(k KDF) error { return p.checkKDF("keyslot ", k) }
+
+func (p Policy) checkKDF(name string, k KDF) error {
+	refuse := func(field string, value any, bound string) error {
+		return &PolicyError{Field: name + field, Value: fmt.Sprint(value), Bound: bound}
+	}
+	in := func(v any) string { return "one of " + fmt.Sprint(v) }
+	le := func(v any) string { return "≤ " + fmt.Sprint(v) }
+	switch {
+	case !slices.Contains(p.KDFs, k.Type):
+		return refuse("KDF", k.Type, in(p.KDFs))
+	case k.Type == PBKDF2 && !slices.Contains(p.Hashes, k.Hash):
+		return refuse("pbkdf2 hash", k.Hash, in(p.Hashes))
+	case k.Type == PBKDF2 && k.Iterations > p.MaxPBKDF2Iterations:
+		return refuse("pbkdf2 iterations", k.Iterations, le(p.MaxPBKDF2Iterations))
+	case k.Type != PBKDF2 && k.Memory > p.MaxArgon2Memory:
+		return refuse("argon2 memory (KiB)", k.Memory, le(p.MaxArgon2Memory))
+	case k.Type != PBKDF2 && k.Threads > p.MaxArgon2Threads:
+		return refuse("argon2 threads", k.Threads, le(p.MaxArgon2Threads))
+	case k.Type != PBKDF2 && k.Time > p.MaxArgon2Time:
+		return refuse("argon2 time", k.Time, le(p.MaxArgon2Time))
+	}
+	return nil
 }

@@ -167,11 +167,19 @@ func (c Config) formatOptions() *crypt.FormatOptions {
 	case c.luksFormat != nil:
 		return c.luksFormat
 	case c.LUKSKDF != nil:
-		k := c.LUKSKDF
-		return &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.KDFType(k.Type), Time: k.Time, Memory: k.Memory,
-			Threads: k.Threads, Iterations: k.Iterations, Hash: k.Hash}}
+		return &crypt.FormatOptions{KDF: c.LUKSKDF.crypt()}
 	}
 	return nil
+}
+
+// crypt is k as package crypt spells it, with its default PBKDF2 hash.
+func (k KDF) crypt() crypt.KDF {
+	ck := crypt.KDF{Type: crypt.KDFType(k.Type), Time: k.Time, Memory: k.Memory,
+		Threads: k.Threads, Iterations: k.Iterations, Hash: k.Hash}
+	if ck.Type == crypt.PBKDF2 && ck.Hash == "" {
+		ck.Hash = "sha256"
+	}
+	return ck
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -229,10 +237,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: app has neither entrypoint nor cmd", ErrConfig)
 	}
 	if k := c.LUKSKDF; k != nil {
-		switch crypt.KDFType(k.Type) {
-		case crypt.Argon2id, crypt.Argon2i, crypt.PBKDF2:
-		default:
-			return fmt.Errorf("%w: luks_kdf type %q: want argon2id, argon2i or pbkdf2", ErrConfig, k.Type)
+		// A volume formatted with a KDF the enclave's own header policy
+		// refuses would never open again.
+		if err := crypt.EnclavePolicy().CheckKDF(k.crypt()); err != nil {
+			return fmt.Errorf("%w: luks_kdf: %w", ErrConfig, err)
 		}
 	}
 	if c.Heartbeat != HeartbeatOff {

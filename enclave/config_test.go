@@ -114,6 +114,11 @@ func TestValidate(t *testing.T) {
 		{"heartbeat off", func(c *Config) { c.Heartbeat = HeartbeatOff }, true},
 		{"cheap kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1000} }, true},
 		{"unknown kdf", func(c *Config) { c.LUKSKDF = &KDF{Type: "scrypt"} }, false},
+		{"argon2i kdf, refused by the enclave policy", func(c *Config) { c.LUKSKDF = &KDF{Type: "argon2i"} }, false},
+		{"argon2id above the memory bound", func(c *Config) { c.LUKSKDF = &KDF{Type: "argon2id", Memory: 2 << 20} }, false},
+		{"argon2id within bounds", func(c *Config) { c.LUKSKDF = &KDF{Type: "argon2id", Memory: 64 << 10, Time: 4, Threads: 4} }, true},
+		{"pbkdf2 sha1", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1000, Hash: "sha1"} }, false},
+		{"pbkdf2 above the iteration bound", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1 << 24} }, false},
 		{"bad heartbeat", func(c *Config) { c.Heartbeat = "vsock://3" }, false},
 		{"negative heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = -1 }, false},
 	}
@@ -246,8 +251,8 @@ func TestConfigLUKSKDF(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.formatOptions()
-	if got == nil || got.KDF != (crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}) {
-		t.Fatalf("formatOptions() = %+v, want pbkdf2 with 1000 iterations", got)
+	if got == nil || got.KDF != (crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000, Hash: "sha256"}) {
+		t.Fatalf("formatOptions() = %+v, want pbkdf2-sha256 with 1000 iterations", got)
 	}
 	if (Config{}).formatOptions() != nil {
 		t.Fatal("without luks_kdf, formatOptions() must leave crypt's defaults")
