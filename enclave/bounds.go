@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/enclave-storage/enclave-storage/crypt"
+	"github.com/enclave-storage/enclave-storage/ext4"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 )
 
@@ -51,4 +53,22 @@ func cryptSectors(size, offset, length int64, sectorSize int) (uint64, error) {
 		return 0, fmt.Errorf("%w: LUKS segment of %d bytes holds no %d-byte sector", ErrBadGeometry, length, sectorSize)
 	}
 	return sectors, nil
+}
+
+// checkRoom reports whether a run device of size bytes has room for what a
+// first launch writes: the LUKS2 metadata and keyslots up to the data
+// offset (opts's, or crypt's default), then an ext4 of at least
+// ext4.MinSize. It is checked before anything is written: a volume that
+// got its LUKS header but no filesystem would refuse every later launch
+// (ErrNoFilesystem).
+func checkRoom(size int64, opts *crypt.FormatOptions) error {
+	off := int64(crypt.DefaultDataOffset)
+	if opts != nil && opts.DataOffset != 0 {
+		off = opts.DataOffset
+	}
+	if size < off+ext4.MinSize {
+		return fmt.Errorf("%w: run volume of %d bytes, want at least %d (LUKS2 data offset %d + ext4 %d)",
+			ErrBadGeometry, size, off+ext4.MinSize, off, ext4.MinSize)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/enclave-storage/enclave-storage/crypt"
+	"github.com/enclave-storage/enclave-storage/ext4"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 )
 
@@ -150,5 +151,33 @@ func TestHeaderWipe(t *testing.T) {
 	between := sparse{size: size, data: map[int64]byte{SampleOffsets(size)[40] + SampleBlock + 100: 0x5a}}
 	if got, err := ClassifyRun(between, size); err != nil || got != RunBlank {
 		t.Errorf("data between samples: %v, %v", got, err)
+	}
+}
+
+func TestCheckRoom(t *testing.T) {
+	min := int64(crypt.DefaultDataOffset + ext4.MinSize)
+	for _, tt := range []struct {
+		name string
+		size int64
+		opts *crypt.FormatOptions
+		ok   bool
+	}{
+		{"exactly enough", min, nil, true},
+		{"one sector short", min - 512, nil, false},
+		{"header only", crypt.DefaultDataOffset + 4096, nil, false},
+		{"zero", 0, nil, false},
+		{"smaller data offset", 4<<20 + ext4.MinSize, &crypt.FormatOptions{DataOffset: 4 << 20}, true},
+		{"smaller data offset, short", 4<<20 + ext4.MinSize - 4096, &crypt.FormatOptions{DataOffset: 4 << 20}, false},
+		{"big", 1 << 40, nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkRoom(tt.size, tt.opts)
+			if (err == nil) != tt.ok {
+				t.Fatalf("checkRoom(%d) = %v, want ok=%v", tt.size, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadGeometry) {
+				t.Fatalf("checkRoom(%d) = %v, want ErrBadGeometry", tt.size, err)
+			}
+		})
 	}
 }

@@ -356,6 +356,11 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 	}
 	log.Info("run volume", "device", dev.Path, "state", state.String(), "ephemeral", ephemeral)
 	// A sealed key (kms:) needs the volume: unlockSealed gets it.
+	if ephemeral || state == RunBlank {
+		if err := checkRoom(size, opts); err != nil {
+			return "", false, err
+		}
+	}
 	sealer, sealed := kp.(keys.Sealer)
 	var key []byte
 	if !sealed {
