@@ -32,7 +32,8 @@ const (
 
 // ErrTamperedRun: the run volume's header area reads as zero but its data
 // area holds data (ciphertext never reads as zero blocks): someone wiped
-// the LUKS header. Nothing is written.
+// the LUKS header. Nothing is written. It catches a header-only wipe, not a
+// parent that also zeroes the public sample blocks (see StampRun).
 var ErrTamperedRun = errors.New("enclave: the run volume's header area is zeroed but its data area is not (wiped LUKS header?); refusing to format it")
 
 func (s RunState) String() string {
@@ -153,7 +154,10 @@ func SampleOffsets(size int64) []int64 {
 // area of a newly formatted run volume (at or after dataOffset), where
 // ciphertext would go. A volume whose application has written little (and
 // whose data area is thus mostly sparse zeroes) then still shows data at
-// the samples, so a wiped header is always RunTampered, never RunBlank.
+// the samples, so a wiped header alone is RunTampered, not RunBlank. The
+// sample offsets are public: a parent that also zeroes every sample, or
+// serves a fresh file, still presents a blank volume (README, "What
+// remains": rollback is not solved here).
 // The filesystem over dm-crypt just sees random blocks, as on any disk
 // that was not wiped.
 func StampRun(dev io.WriterAt, size, dataOffset int64) error {

@@ -19,8 +19,7 @@ import (
 )
 
 // InitPath is the PATH the agent gives itself as PID 1 when the kernel
-// passed none (it never does), the reference init's DEFAULT_PATH_ENV; the
-// agent looks up mkfs.ext4 on it.
+// passed none (it never does), the reference init's DEFAULT_PATH_ENV.
 const InitPath = "/sbin:/usr/sbin:/bin:/usr/bin"
 
 // InitMount is one mount InitSystem makes.
