@@ -54,7 +54,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		encCfg   = fs.String("enclave-config", "", "nbd-enclave config JSON for the ramdisk (its \"app\" is filled from the image when absent)")
 		modDir   = fs.String("kernel-modules", "", "the kernel's module tree (lib/modules/KVER, or a root holding one): its modules nbd-enclave needs go into the bootstrap ramdisk; omit for a kernel with everything built in")
 		modNames = fs.String("kernel-module-names", strings.Join(kmod.DefaultNames(), ","), "modules to take with --kernel-modules (dependencies added, built-ins skipped, NAME? optional); a list starting with + adds to the default, e.g. +vsock_loopback for a test VM")
-		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image digest)")
+		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image config digest)")
 		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
 		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
 	)
