@@ -36,6 +36,8 @@ dm-verity hash tree and writes to --out:
   kms-key-policy.json  a KMS key-policy statement: GenerateDataKey and Decrypt
                        only for an enclave with these PCRs (replace the
                        principal placeholder with the parent's instance role)
+With --tag DEST, also one container image of those files and nbd-parent
+(see README, "One image").
 
 IMAGE uses containers' transport syntax: docker://REF, docker-daemon:REF,
 docker-archive:FILE, oci-archive:FILE, oci:DIR[:TAG]. A bare REF
@@ -58,6 +60,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
 		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
 	)
+	tag := addTagFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -79,6 +82,9 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *kernel != "" && *initBin == "" {
 		return usagef("--kernel needs --init (the nbd-enclave binary)")
+	}
+	if err := tag.check(*kernel); err != nil {
+		return err
 	}
 	switch *salt {
 	case "":
@@ -134,7 +140,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(w, "time %-8s %8.3fs\n", s.Step, s.Elapsed.Seconds())
 	}
 	fmt.Fprintf(w, "time %-8s %8.3fs\n", "total", total.Seconds())
-	return nil
+	return tag.write(ctx, env, res)
 }
 
 // isTerminal reports whether w is a character device (a terminal).
