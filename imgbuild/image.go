@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -113,11 +114,15 @@ func checkStatic(path string) error {
 	if path == "" {
 		return errors.New("imgbuild: no nbd-parent binary given")
 	}
-	f, err := elf.Open(path)
+	r, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("imgbuild: nbd-parent: %w", err)
+	}
+	defer r.Close()
+	f, err := elf.NewFile(r)
 	if err != nil {
 		return fmt.Errorf("imgbuild: nbd-parent %s: %w: %w", path, ErrNotStatic, err)
 	}
-	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("imgbuild: nbd-parent %s: %w (it asks for a dynamic loader; build it with CGO_ENABLED=0)", path, ErrNotStatic)
