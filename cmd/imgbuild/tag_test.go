@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/enclave-storage/enclave-storage/imgbuild"
+	"github.com/enclave-storage/enclave-storage/imgsrc/ocitest"
 )
 
 // staticParent builds cmd/nbd-parent as make build does (no cgo), the
@@ -132,50 +134,33 @@ func TestTagCLI(t *testing.T) {
 		}
 	}
 
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		t.Skip("umoci not installed: skipping umoci unpack")
+	b, err := ocitest.UmociUnpack(dir+"/img:app", filepath.Join(dir, "bundle"))
+	if errors.Is(err, ocitest.ErrNoUmoci) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
 	}
-	bundle := filepath.Join(dir, "bundle")
-	if b, err := exec.Command(umoci, "unpack", "--rootless", "--image", dir+"/img:app", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("umoci unpack: %v\n%s", err, b)
-	}
-	root := filepath.Join(bundle, "rootfs")
 	files := map[string]string{"usr/bin/nbd-parent": parent}
 	for _, f := range []string{"enclave.eif", "rootfs.img", "rootfs.verity.json", "pcrs.json", "kms-key-policy.json"} {
 		files["enclave/"+f] = filepath.Join(dir, "out2", f)
 	}
 	for in, src := range files {
-		if fileSum(t, filepath.Join(root, in)) != fileSum(t, src) {
+		if fileSum(t, filepath.Join(b.Root, in)) != fileSum(t, src) {
 			t.Errorf("/%s differs from %s", in, src)
 		}
 	}
-	if st, err := os.Stat(filepath.Join(root, "usr/bin/nbd-parent")); err != nil || st.Mode().Perm() != 0o755 {
+	if st, err := os.Stat(filepath.Join(b.Root, "usr/bin/nbd-parent")); err != nil || st.Mode().Perm() != 0o755 {
 		t.Errorf("nbd-parent not executable: %v", err)
 	}
-	if st, err := os.Stat(filepath.Join(root, "var/lib/enclave")); err != nil || !st.IsDir() {
+	if st, err := os.Stat(filepath.Join(b.Root, "var/lib/enclave")); err != nil || !st.IsDir() {
 		t.Errorf("/var/lib/enclave: %v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rt struct {
-		Process struct {
-			Args []string `json:"args"`
-			Cwd  string   `json:"cwd"`
-		} `json:"process"`
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(b, &rt); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(rt.Process.Args, imgbuild.ImageEntrypoint(imgbuild.DefaultRunSize)) || rt.Process.Cwd != "/enclave" {
-		t.Errorf("process %+v", rt.Process)
+	if !slices.Equal(b.Args, imgbuild.ImageEntrypoint(imgbuild.DefaultRunSize)) || b.Cwd != "/enclave" {
+		t.Errorf("process %q in %s", b.Args, b.Cwd)
 	}
 	for k, v := range wantLabels {
-		if rt.Annotations[k] != v {
-			t.Errorf("umoci annotation %s = %q, want %q", k, rt.Annotations[k], v)
+		if b.Annotations[k] != v {
+			t.Errorf("umoci annotation %s = %q, want %q", k, b.Annotations[k], v)
 		}
 	}
 }
