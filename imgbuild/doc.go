@@ -28,7 +28,8 @@
 // Everything is reproducible: the same image and options give the same
 // bytes. The filesystem and EIF timestamps come from SOURCE_DATE_EPOCH or,
 // failing that, the image's creation time; the verity salt, unless given,
-// is derived from the image's manifest digest, and the verity UUID from the
+// is derived from the image's config digest (the same through every
+// transport, see DeriveSalt), and the verity UUID from the
 // EROFS image's content-derived UUID — never from a clock or random source.
 //
 // Outputs are written under temporary names in the output directory and

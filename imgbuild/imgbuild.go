@@ -53,7 +53,8 @@ type Options struct {
 	// tree (erofs's default).
 	SourceDateEpoch time.Time
 	// Salt is the verity salt; nil means derived from the image's
-	// manifest digest (reproducible, and distinct per image).
+	// config digest (reproducible, distinct per image, and the same
+	// whichever transport the image is read through: see DeriveSalt).
 	Salt []byte
 	// SpoolDir holds the temporary layer-content spool; empty means
 	// OutDir, which is sure to have room for a file of the image's size.
@@ -243,7 +244,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 
 	salt := opts.Salt
 	if salt == nil {
-		salt = DeriveSalt(im.Digest)
+		salt = DeriveSalt(im.ConfigDigest)
 	}
 	var vp *verity.Params
 	err = r.step(StepVerity, func() (string, error) {
@@ -428,11 +429,20 @@ func AppendVerity(ctx context.Context, path string, st erofs.Stats, salt []byte)
 }
 
 // DeriveSalt returns the default verity salt of an image: SHA-256 of a
-// fixed label and the manifest digest.
-func DeriveSalt(manifest digest.Digest) []byte {
+// fixed label and the image's config digest (docker's image ID).
+//
+// Not the manifest digest: each transport writes its own manifest
+// (docker-archive a Docker schema 2 one, oci-archive an OCI one, with
+// other media types and layer digests when it recompresses), so the same
+// image read through two transports would get two salts and two root
+// hashes. The config blob is copied unchanged between them, and it names
+// every layer by the SHA-256 of its uncompressed content (rootfs.diff_ids)
+// besides the run configuration: images with different content have
+// different config digests, so their salts still differ.
+func DeriveSalt(config digest.Digest) []byte {
 	h := sha256.New()
 	io.WriteString(h, "enclave-storage imgbuild verity salt\x00")
-	io.WriteString(h, string(manifest))
+	io.WriteString(h, string(config))
 	return h.Sum(nil)
 }
 

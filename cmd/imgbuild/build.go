@@ -39,6 +39,8 @@ dm-verity hash tree and writes to --out:
   kms-key-policy.json  a KMS key-policy statement: GenerateDataKey and Decrypt
                        only for an enclave with these PCRs (replace the
                        principal placeholder with the parent's instance role)
+With --tag DEST, also one container image of those files and nbd-parent
+(see README, "One image").
 
 IMAGE uses containers' transport syntax: docker://REF, docker-daemon:REF,
 docker-archive:FILE, oci-archive:FILE, oci:DIR[:TAG]. A bare REF
@@ -57,7 +59,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		encCfg   = fs.String("enclave-config", "", "nbd-enclave config JSON for the ramdisk (its \"app\" is filled from the image when absent)")
 		modDir   = fs.String("kernel-modules", "", "the kernel's module tree (lib/modules/KVER, or a root holding one): its modules nbd-enclave needs go into the bootstrap ramdisk; omit for a kernel with everything built in")
 		modNames = fs.String("kernel-module-names", strings.Join(kmod.DefaultNames(), ","), "modules to take with --kernel-modules (dependencies added, built-ins skipped, NAME? optional); a list starting with + adds to the default, e.g. +vsock_loopback for a test VM")
-		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image digest)")
+		salt     = fs.String("salt", "", "verity salt as hex, - for none (default: derived from the image config digest)")
 		sde      = fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "timestamp (Unix seconds) for the filesystem and EIF (default: $SOURCE_DATE_EPOCH, else the image's creation time)")
 		progress = fs.String("progress", "auto", "auto (a progress line on a terminal, else log lines) or plain (log lines)")
 
@@ -70,6 +72,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		dropSetuid    = fs.Bool("drop-setuid", false, "clear setuid/setgid bits of regular files (default: kept, as docker does)")
 		dropCaps      = fs.Bool("drop-caps", false, "drop file capabilities, security.capability (default: kept, as docker does)")
 	)
+	tag := addTagFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -97,6 +100,9 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *kernel != "" && *initBin == "" {
 		return usagef("--kernel needs --init (the nbd-enclave binary)")
+	}
+	if err := tag.check(*kernel); err != nil {
+		return err
 	}
 	switch *salt {
 	case "":
@@ -152,7 +158,7 @@ func runBuild(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(w, "time %-8s %8.3fs\n", s.Step, s.Elapsed.Seconds())
 	}
 	fmt.Fprintf(w, "time %-8s %8.3fs\n", "total", total.Seconds())
-	return nil
+	return tag.write(ctx, env, res)
 }
 
 // isTerminal reports whether w is a character device (a terminal).

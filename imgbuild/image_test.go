@@ -1,0 +1,47 @@
+package imgbuild_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/enclave-storage/enclave-storage/imgbuild"
+)
+
+func TestWriteImageRefuses(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "nbd-parent")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ref := layout(t, appImage(t, "SERVER v1"))
+	noEIF := build(t, ref, nil)
+	_, err := imgbuild.WriteImage(context.Background(), noEIF, imgbuild.ImageOptions{Dest: "oci:" + dir + "/i", ParentBin: script})
+	if err == nil || !strings.Contains(err.Error(), "EIF") {
+		t.Errorf("without an EIF: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bzImage"), []byte(strings.Repeat("K", 4096)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withEIF := build(t, ref, func(o *imgbuild.Options) { o.Kernel, o.Init = filepath.Join(dir, "bzImage"), script })
+	_, err = imgbuild.WriteImage(context.Background(), withEIF, imgbuild.ImageOptions{Dest: "oci:" + dir + "/i", ParentBin: script})
+	if !errors.Is(err, imgbuild.ErrNotStatic) {
+		t.Errorf("a shell script as nbd-parent: %v, want ErrNotStatic", err)
+	}
+}
+
+func TestImageEntrypoint(t *testing.T) {
+	for _, tc := range []struct{ size, want string }{
+		{"", "run=/var/lib/enclave/run.img,size=" + imgbuild.DefaultRunSize},
+		{"1G", "run=/var/lib/enclave/run.img,size=1G"},
+	} {
+		ep := imgbuild.ImageEntrypoint(tc.size)
+		if ep[0] != imgbuild.ImageParentPath || !slices.Contains(ep, tc.want) || !slices.Contains(ep, "image=/enclave/rootfs.img,ro") {
+			t.Errorf("ImageEntrypoint(%q) = %q", tc.size, ep)
+		}
+	}
+}
