@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdtest"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 	"github.com/mdlayher/vsock"
@@ -41,24 +42,6 @@ type cidConn struct {
 
 func (c cidConn) RemoteAddr() net.Addr { return c.remote }
 
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // peerServer serves "run" bound to CID 16 (the default export), "shared"
 // bound to CIDs 16 and 17, and "image" open to all, to vsock peers of
 // CIDs 16, 17 and 18 and to a plain TCP peer. It returns the TCP address
@@ -66,12 +49,12 @@ func (s *syncBuffer) String() string {
 type peerServer struct {
 	addrs   map[string]string
 	metrics *Metrics
-	log     *syncBuffer
+	log     *syncbuf.Buffer
 }
 
 func startPeerServer(t *testing.T) *peerServer {
 	t.Helper()
-	ps := &peerServer{addrs: map[string]string{}, log: &syncBuffer{}}
+	ps := &peerServer{addrs: map[string]string{}, log: &syncbuf.Buffer{}}
 	var err error
 	if ps.metrics, err = NewMetrics(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
