@@ -37,6 +37,19 @@
 // any connection covers writes completed on every connection: this is what
 // lets us advertise NBD_FLAG_CAN_MULTI_CONN for read-write exports too.
 //
+// An export may be bound to vsock peers ([Export.PeerCIDs]): a parent may
+// run several enclaves, and without a binding any of them could read, or
+// overwrite with an older copy, another's run image. The server reads the
+// peer's context ID from the accepted connection's *vsock.Addr (set by
+// the kernel, not claimed by the peer), and to any other peer the export
+// does not exist: it is not listed, NBD_OPT_GO and NBD_OPT_INFO get
+// NBD_REP_ERR_UNKNOWN (not NBD_REP_ERR_POLICY, which would confirm the
+// name to another tenant) and NBD_OPT_EXPORT_NAME is hung up on, as for
+// an unknown name; each refusal is logged with the peer's CID and counted
+// in nbd_peer_refused_total. TCP and unix socket peers have no CID, and
+// are refused bound exports: a port or a socket file's permissions say
+// nothing about which enclave is calling.
+//
 // Hostile input is bounded: option payloads are limited to a few KiB,
 // requests to [Options.MaxBlockSize] (32 MiB by default: larger reads fail
 // with EINVAL, larger writes close the connection rather than read the

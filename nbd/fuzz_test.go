@@ -63,8 +63,10 @@ func fuzzReq(flags, typ uint16, off uint64, n uint32, payload []byte) []byte {
 }
 
 // FuzzServerConn feeds arbitrary client bytes to a server connection with
-// a read-write and a read-only export. The server must not panic, hang or
-// write outside the export, and the read-only export must stay untouched.
+// a read-write and a read-only export, and a read-write one bound to a
+// vsock CID the fuzzed (unix) peer does not have. The server must not
+// panic, hang or write outside the export, and the read-only and bound
+// exports must stay untouched.
 func FuzzServerConn(f *testing.F) {
 	goRun := fuzzOpt(optGo, goData("rw", infoBlockSize, infoName))
 	f.Add(fuzzSeed([][]byte{fuzzOpt(optList, nil), fuzzOpt(200, []byte("x")), goRun},
@@ -80,16 +82,20 @@ func FuzzServerConn(f *testing.F) {
 		fuzzReq(0, cmdRead, 1<<40, 4096, nil)))
 	f.Add(fuzzSeed([][]byte{fuzzOpt(optInfo, goData("ro", infoDescription)), fuzzOpt(optAbort, nil)}))
 	f.Add([]byte{0, 0, 0, 1, 0x49, 0x48})
+	f.Add(fuzzSeed([][]byte{fuzzOpt(optGo, goData("bound")), fuzzOpt(optExportName, []byte("bound"))},
+		fuzzReq(0, cmdWrite, 0, 4, []byte("abcd"))))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const size = 64 << 10
 		rw := &memBackend{data: make([]byte, size)}
 		roData := bytes.Repeat([]byte{7}, size)
 		ro := &memBackend{data: bytes.Clone(roData)}
+		bound := &memBackend{data: bytes.Clone(roData)}
 		srv, err := NewServer([]*Export{
 			{Name: "rw", Backend: cachedMem{rw}}, // reads answered inline
 
 			{Name: "ro", Backend: ro, ReadOnly: true}, // reads go to workers
+			{Name: "bound", Backend: bound, PeerCIDs: []uint32{16}},
 		}, Options{DefaultExport: "rw", MaxBlockSize: 1 << 20, Workers: 4})
 		if err != nil {
 			t.Fatal(err)
@@ -105,8 +111,8 @@ func FuzzServerConn(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("ServeConn did not return at end of input")
 		}
-		if len(rw.data) != size || !bytes.Equal(ro.data, roData) {
-			t.Fatal("export resized or read-only export written")
+		if len(rw.data) != size || !bytes.Equal(ro.data, roData) || !bytes.Equal(bound.data, roData) {
+			t.Fatal("export resized, or read-only or bound export written")
 		}
 		// Output is bounded by what the input asked for.
 		if c.n > 64<<10+len(in)*(1<<20) {

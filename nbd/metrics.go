@@ -16,6 +16,7 @@ type Metrics struct {
 	bytesRead    *prometheus.CounterVec
 	bytesWritten *prometheus.CounterVec
 	conns        *prometheus.GaugeVec
+	refused      *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg:
@@ -26,6 +27,7 @@ type Metrics struct {
 //	nbd_read_bytes_total{export}             bytes sent to clients by READ
 //	nbd_written_bytes_total{export}          bytes stored by WRITE
 //	nbd_connections{export}                  connections in transmission
+//	nbd_peer_refused_total{export}           asks by a peer the export is not bound to
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,8 +50,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "nbd_connections", Help: "NBD connections in the transmission phase.",
 		}, []string{"export"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nbd_peer_refused_total", Help: "Times a peer asked for an export bound to other vsock CIDs and was refused.",
+		}, []string{"export"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.bytesRead, m.bytesWritten, m.conns} {
+	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.bytesRead, m.bytesWritten, m.conns, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("nbd: register metrics: %w", err)
 		}
@@ -63,6 +68,7 @@ type exportMetrics struct {
 	latency           [len(commands)]prometheus.Observer
 	bytesRead, bytesW prometheus.Counter
 	conns             prometheus.Gauge
+	refusals          prometheus.Counter
 }
 
 func (m *Metrics) forExport(name string) *exportMetrics {
@@ -70,6 +76,7 @@ func (m *Metrics) forExport(name string) *exportMetrics {
 		bytesRead: m.bytesRead.WithLabelValues(name),
 		bytesW:    m.bytesWritten.WithLabelValues(name),
 		conns:     m.conns.WithLabelValues(name),
+		refusals:  m.refused.WithLabelValues(name),
 	}
 	for i, op := range commands {
 		em.requests[i] = m.requests.WithLabelValues(name, op)
@@ -101,5 +108,12 @@ func (em *exportMetrics) observe(op int, n int64, errno uint32, d time.Duration)
 func (em *exportMetrics) connected(delta float64) {
 	if em != nil {
 		em.conns.Add(delta)
+	}
+}
+
+// refused counts one ask by a peer the export is not bound to.
+func (em *exportMetrics) refused() {
+	if em != nil {
+		em.refusals.Inc()
 	}
 }

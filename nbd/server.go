@@ -9,9 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mdlayher/vsock"
 )
 
 // Defaults for Options fields left zero.
@@ -33,6 +36,13 @@ type Export struct {
 	// ReadOnly exports advertise NBD_FLAG_READ_ONLY and fail writes,
 	// trims and write-zeroes with EPERM.
 	ReadOnly bool
+	// PeerCIDs, if not empty, binds the export to the vsock peers with
+	// these context IDs (the enclaves this parent started): to any other
+	// peer, including every TCP or unix socket peer, which has no CID to
+	// check, the export does not exist. It is left out of NBD_OPT_LIST
+	// and NBD_OPT_GO, NBD_OPT_INFO and NBD_OPT_EXPORT_NAME are answered as
+	// for an unknown name. Empty: every peer may use it.
+	PeerCIDs []uint32
 }
 
 // Options tune a Server; the zero value is usable.
@@ -114,6 +124,8 @@ func NewServer(exports []*Export, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("nbd: export %q: description longer than %d bytes", e.Name, maxNameLength)
 		case e.Backend.Size() < 0:
 			return nil, fmt.Errorf("nbd: export %q: negative size", e.Name)
+		case slices.Contains(e.PeerCIDs, cidAny):
+			return nil, fmt.Errorf("nbd: export %q: CID %d (VMADDR_CID_ANY) names no peer", e.Name, uint32(cidAny))
 		}
 		if _, dup := s.exports[e.Name]; dup {
 			return nil, fmt.Errorf("nbd: export %q configured twice", e.Name)
@@ -150,14 +162,49 @@ func exportName(e *Export) string {
 	return e.Name
 }
 
-// lookup finds an export by name; "" means the default export.
-func (s *Server) lookup(name string) *export {
-	if e, ok := s.exports[name]; ok {
+// cidAny is VMADDR_CID_ANY, which no peer has.
+const cidAny = 0xffffffff
+
+// peer is the other end of a connection, as far as exports care.
+type peer struct {
+	remote string
+	cid    uint32 // vsock context ID; only with vsock
+	vsock  bool
+}
+
+// peerOf identifies the peer at a connection's remote address.
+func peerOf(a net.Addr) peer {
+	p := peer{remote: "unknown"}
+	if a != nil {
+		p.remote = a.String()
+	}
+	if va, ok := a.(*vsock.Addr); ok {
+		p.cid, p.vsock = va.ContextID, true
+	}
+	return p
+}
+
+// allows reports whether e is served to p.
+func (e *export) allows(p peer) bool {
+	return len(e.PeerCIDs) == 0 || p.vsock && slices.Contains(e.PeerCIDs, p.cid)
+}
+
+// lookup finds an export by name; "" means the default export. An export
+// bound to other peers is not found: it is logged and counted as refused.
+func (s *Server) lookup(name string, p peer) *export {
+	e, ok := s.exports[name]
+	if !ok && name == "" {
+		e = s.def
+	}
+	if e == nil || e.allows(p) {
 		return e
 	}
-	if name == "" {
-		return s.def
+	if p.vsock {
+		s.log.Warn("export refused to peer", "export", e.Name, "peer_cid", p.cid, "remote", p.remote, "allowed_cids", e.PeerCIDs)
+	} else {
+		s.log.Warn("export refused to a peer without a vsock CID", "export", e.Name, "remote", p.remote, "allowed_cids", e.PeerCIDs)
 	}
+	e.metrics.refused()
 	return nil
 }
 
@@ -219,11 +266,12 @@ func isTemporary(err error) bool {
 // describing protocol violations or I/O failures otherwise.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	defer c.Close()
-	remote := c.RemoteAddr().String()
+	p := peerOf(c.RemoteAddr())
+	remote := p.remote
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	br := bufio.NewReaderSize(c, 64<<10)
-	e, err := s.handshake(c, br)
+	e, err := s.handshake(c, br, p)
 	stopped := stop()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -262,9 +310,9 @@ func (s *Server) Sync() error {
 // errProtocol marks violations of the protocol that close the connection.
 var errProtocol = errors.New("protocol violation")
 
-// handshake performs fixed-newstyle negotiation. It returns the chosen
-// export, or nil if the client aborted.
-func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
+// handshake performs fixed-newstyle negotiation with p. It returns the
+// chosen export, or nil if the client aborted.
+func (s *Server) handshake(w io.Writer, r *bufio.Reader, p peer) (*export, error) {
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], magicNBD)
 	binary.BigEndian.PutUint64(hello[8:], magicIHaveOpt)
@@ -305,8 +353,9 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 		}
 		switch opt {
 		case optExportName:
-			e := s.lookup(string(data))
+			e := s.lookup(string(data), p)
 			if e == nil {
+				// The spec's answer to an unknown name here: hang up.
 				return nil, fmt.Errorf("client asked for unknown export %q", data)
 			}
 			reply := make([]byte, 10, 10+zeroPadding)
@@ -329,6 +378,9 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 				continue
 			}
 			for _, name := range s.names {
+				if !s.exports[name].allows(p) {
+					continue // not listed: for p it does not exist
+				}
 				// Name, then the description as the human-readable
 				// details the spec allows after it.
 				b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
@@ -341,7 +393,7 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 				return nil, err
 			}
 		case optInfo, optGo:
-			e, err := s.info(w, opt, data)
+			e, err := s.info(w, opt, data, p)
 			if err != nil {
 				return nil, err
 			}
@@ -360,7 +412,7 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader) (*export, error) {
 
 // info answers NBD_OPT_INFO and NBD_OPT_GO. It returns the export when the
 // option succeeded, nil when it was answered with an error reply.
-func (s *Server) info(w io.Writer, opt uint32, data []byte) (*export, error) {
+func (s *Server) info(w io.Writer, opt uint32, data []byte, p peer) (*export, error) {
 	if len(data) < 6 {
 		return nil, writeOptReply(w, opt, repErrInval, []byte("short option data"))
 	}
@@ -375,8 +427,11 @@ func (s *Server) info(w io.Writer, opt uint32, data []byte) (*export, error) {
 	if len(rest) != 2*nreq {
 		return nil, writeOptReply(w, opt, repErrInval, []byte("information request count does not match option length"))
 	}
-	e := s.lookup(name)
+	e := s.lookup(name, p)
 	if e == nil {
+		// NBD_REP_ERR_UNKNOWN, not NBD_REP_ERR_POLICY, for an export
+		// bound to another peer too: it is not listed to this peer, and
+		// POLICY would tell another tenant that the name exists.
 		return nil, writeOptReply(w, opt, repErrUnknwn, fmt.Appendf(nil, "no export named %q", name))
 	}
 	var sent [4]bool

@@ -651,6 +651,7 @@ func TestNewServerErrors(t *testing.T) {
 		{"long name", []*Export{{Name: strings.Repeat("x", 5000), Backend: mem}}, Options{}, "longer than"},
 		{"missing default", []*Export{{Name: "a", Backend: mem}}, Options{DefaultExport: "b"}, "default export"},
 		{"tiny block size", []*Export{{Name: "a", Backend: mem}}, Options{MaxBlockSize: 512}, "below 4096"},
+		{"peer CID any", []*Export{{Name: "a", Backend: mem, PeerCIDs: []uint32{3, cidAny}}}, Options{}, "VMADDR_CID_ANY"},
 	}
 	for _, tt := range tests {
 		_, err := NewServer(tt.exports, tt.opts)

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	nbd-parent [--config FILE] [--export NAME=PATH[,ro][,size=SIZE]]... [--listen URL]...
+//	nbd-parent [--config FILE] [--export NAME=PATH[,ro][,size=SIZE][,cid=N]...]... [--listen URL]...
 //
 // Run "nbd-parent --help" for flags and an example. SIGINT or SIGTERM stops
 // accepting connections, lets requests in flight finish, flushes every
@@ -43,8 +43,12 @@ with metrics on localhost:
 
   nbd-parent --listen vsock://:10809 \
       --export image=/srv/app/rootfs.img,ro \
-      --export run=/srv/app/run.img,size=8G \
+      --export run=/srv/app/run.img,size=8G,cid=16 \
       --default image --metrics-addr 127.0.0.1:9810
+
+cid=N (repeatable) binds an export to the enclave of that vsock CID
+(nitro-cli run-enclave --enclave-cid): another enclave on this parent is
+refused it, as are TCP and unix socket peers, which have no CID.
 
 The same from a configuration file (flags add to it):
 
@@ -54,7 +58,7 @@ The same from a configuration file (flags add to it):
     "metrics_addr": "127.0.0.1:9810",
     "exports": [
       {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
-      {"name": "run", "path": "/srv/app/run.img", "size": "8GiB"}
+      {"name": "run", "path": "/srv/app/run.img", "size": "8GiB", "cids": [16]}
     ]
   }
 
@@ -112,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	region := fs.String("region", "", "AWS `region` given to the enclave with the credentials (default: AWS config, then IMDS)")
 	fs.Var(&forwards, "forward", "forward connections to one TCP target: `LISTEN=HOST:PORT`, e.g. vsock://:8000=kms.us-east-1.amazonaws.com:443 (repeatable)")
 	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on listen `URL`, e.g. vsock://:8001 (repeatable)")
-	fs.Var(&exports, "export", "serve a file: `NAME=PATH[,ro][,size=SIZE][,desc=TEXT]` (repeatable)")
+	fs.Var(&exports, "export", "serve a file: `"+nbdconfig.ExportSyntax+"` (repeatable); cid=N serves it only to the vsock peer of CID N")
 	for _, a := range args {
 		if a == "--" {
 			break
@@ -211,8 +215,8 @@ func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *sl
 			return fmt.Errorf("export %q: %w", e.Name, err)
 		}
 		files = append(files, f)
-		exports = append(exports, &nbd.Export{Name: e.Name, Description: e.Description, Backend: f, ReadOnly: e.ReadOnly})
-		log.Info("export ready", "export", e.Name, "path", e.Path, "size", f.Size(), "read_only", e.ReadOnly)
+		exports = append(exports, &nbd.Export{Name: e.Name, Description: e.Description, Backend: f, ReadOnly: e.ReadOnly, PeerCIDs: e.CIDs})
+		log.Info("export ready", "export", e.Name, "path", e.Path, "size", f.Size(), "read_only", e.ReadOnly, "cids", e.CIDs)
 	}
 
 	reg := prometheus.NewRegistry()

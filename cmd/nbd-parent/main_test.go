@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdtest"
+	"github.com/enclave-storage/enclave-storage/nbdclient"
+	"github.com/mdlayher/vsock"
 )
 
 func TestHelp(t *testing.T) {
@@ -27,7 +30,7 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`, "--forward vsock://:8000=kms.us-east-1.amazonaws.com:443", "--credentials vsock://:8001"} {
+	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`, "--forward vsock://:8000=kms.us-east-1.amazonaws.com:443", "--credentials vsock://:8001", "cid=16", `"cids": [16]`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}
@@ -48,6 +51,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad default", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--default", "b"}, "default export"},
 		{"bad forward", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--forward", "vsock://:8000=kms"}, "HOST:PORT"},
 		{"bad credentials", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a", "--credentials", "8001"}, "scheme"},
+		{"bad cid", []string{"--listen", "vsock://:10809", "--export", "a=/a,cid=sixteen"}, "vsock context ID"},
+		{"cid without vsock", []string{"--listen", "tcp://127.0.0.1:0", "--export", "a=/a,cid=16"}, "no vsock listener"},
 		{"stray argument", []string{"serve"}, "unexpected arguments"},
 		{"missing config", []string{"--config", filepath.Join(dir, "nope.json")}, "no such file"},
 	}
@@ -297,6 +302,7 @@ func TestConfigFileAndMetrics(t *testing.T) {
 		`nbd_written_bytes_total{export="run"} 8192`,
 		`nbd_read_bytes_total{export="run"} 4096`,
 		`nbd_connections{export="run"} 1`,
+		`nbd_peer_refused_total{export="run"} 0`,
 		`nbd_request_duration_seconds_bucket{export="run",op="write",le=`,
 		`go_goroutines`,
 	} {
@@ -305,4 +311,39 @@ func TestConfigFileAndMetrics(t *testing.T) {
 		}
 	}
 	c.Close()
+}
+
+// TestPeerCIDFlag: an export given with cid=N is refused to a peer
+// without that CID (here a unix socket peer, which has none) and left out
+// of its list, while an unbound export is served.
+func TestPeerCIDFlag(t *testing.T) {
+	if l, err := vsock.Listen(0, nil); err != nil {
+		t.Skipf("no AF_VSOCK here (a cid=N export needs a vsock listener): %v", err)
+	} else {
+		l.Close()
+	}
+	dir := t.TempDir()
+	d := start(t, dir, "--listen", "vsock://:0",
+		"--export", "run="+filepath.Join(dir, "run.img")+",size=1M,cid=16,cid=17",
+		"--export", "open="+filepath.Join(dir, "open.img")+",size=1M")
+	conn, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := nbdtest.List(context.Background(), conn)
+	conn.Close()
+	if err != nil || !slices.Equal(names, []string{"open"}) {
+		t.Errorf("list over unix: %q, %v; want [open]", names, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nbdtest.Dial(ctx, "unix", d.sock, "run"); !errors.Is(err, nbdclient.ErrUnknownExport) {
+		t.Errorf("run over unix: %v, want the reply to an unknown export", err)
+	}
+	d.client(t, "open").Close()
+	for _, want := range []string{`msg="export ready" export=run`, "cids=\"[16 17]\"", `msg="export refused to a peer without a vsock CID" export=run`} {
+		if !strings.Contains(d.logs.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,9 @@ type Config struct {
 	// empty: from the AWS configuration or the instance metadata.
 	Region string `json:"region,omitempty"`
 }
+
+// cidAny is VMADDR_CID_ANY, which no peer has.
+const cidAny = 0xffffffff
 
 // Forward is one forwarder: connections accepted on Listen are pumped to
 // Target, and only there.
@@ -60,6 +64,11 @@ type Export struct {
 	ReadOnly    bool   `json:"read_only,omitempty"`
 	Size        Size   `json:"size,omitempty"`
 	Description string `json:"description,omitempty"`
+	// CIDs, if not empty, binds the export to the vsock peers with these
+	// context IDs (the enclaves this parent runs); every other peer,
+	// TCP and unix socket peers included, is refused it (nbd.Export's
+	// PeerCIDs).
+	CIDs []uint32 `json:"cids,omitempty"`
 }
 
 // Size is a byte count; in JSON either a number or a string with an
@@ -139,13 +148,18 @@ func Parse(b []byte) (*Config, error) {
 	return &c, nil
 }
 
+// ExportSyntax is the --export flag's syntax, for usage messages.
+const ExportSyntax = "NAME=PATH[,ro][,size=SIZE][,desc=TEXT][,cid=N]..."
+
 // ParseExport parses the --export flag syntax:
 //
-//	NAME=PATH[,ro][,size=SIZE][,desc=TEXT]
+//	NAME=PATH[,ro][,size=SIZE][,desc=TEXT][,cid=N]...
+//
+// cid=N may be repeated to allow several peers.
 func ParseExport(s string) (Export, error) {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
-		return Export{}, fmt.Errorf("nbdconfig: export %q: want NAME=PATH[,ro][,size=SIZE][,desc=TEXT]", s)
+		return Export{}, fmt.Errorf("nbdconfig: export %q: want %s", s, ExportSyntax)
 	}
 	parts := strings.Split(rest, ",")
 	e := Export{Name: name, Path: parts[0]}
@@ -164,6 +178,12 @@ func ParseExport(s string) (Export, error) {
 			e.Size = Size(n)
 		case "desc":
 			e.Description = v
+		case "cid":
+			cid, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return Export{}, fmt.Errorf("nbdconfig: export %q: cid %q is not a vsock context ID", name, v)
+			}
+			e.CIDs = append(e.CIDs, uint32(cid))
 		default:
 			return Export{}, fmt.Errorf("nbdconfig: export %q: unknown option %q", name, p)
 		}
@@ -180,6 +200,7 @@ func (c *Config) Validate() error {
 		return errors.New("nbdconfig: no listen addresses configured")
 	}
 	seen := map[string]bool{}
+	var bound []string // exports bound to vsock CIDs
 	for _, e := range c.Exports {
 		switch {
 		case e.Path == "":
@@ -190,13 +211,30 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("nbdconfig: export %q configured twice", e.Name)
 		case e.Size < 0:
 			return fmt.Errorf("nbdconfig: export %q: negative size", e.Name)
+		case slices.Contains(e.CIDs, cidAny):
+			return fmt.Errorf("nbdconfig: export %q: cid %d (VMADDR_CID_ANY) names no peer", e.Name, uint32(cidAny))
 		}
 		seen[e.Name] = true
+		if len(e.CIDs) > 0 {
+			bound = append(bound, e.Name)
+		}
 	}
 	if c.DefaultExport != "" && !seen[c.DefaultExport] {
 		return fmt.Errorf("nbdconfig: default export %q is not configured", c.DefaultExport)
 	}
-	for _, l := range append(append([]string(nil), c.Listen...), c.Credentials...) {
+	onVsock := false
+	for _, l := range c.Listen {
+		a, err := ParseListen(l)
+		if err != nil {
+			return err
+		}
+		onVsock = onVsock || a.Network == "vsock"
+	}
+	if len(bound) > 0 && !onVsock {
+		// Only vsock peers have a CID: nobody could use these exports.
+		return fmt.Errorf("nbdconfig: exports %q are bound to vsock CIDs but no vsock listener is configured", bound)
+	}
+	for _, l := range c.Credentials {
 		if _, err := ParseListen(l); err != nil {
 			return err
 		}

@@ -42,10 +42,16 @@ func TestParseExport(t *testing.T) {
 		{"noequals", Export{}, false},
 		{"a=/x,size=lots", Export{}, false},
 		{"a=/x,bogus", Export{}, false},
+		{"run=/srv/run.img,cid=16", Export{Name: "run", Path: "/srv/run.img", CIDs: []uint32{16}}, true},
+		{"run=/srv/run.img,cid=16,size=1G,cid=17", Export{Name: "run", Path: "/srv/run.img", Size: 1 << 30, CIDs: []uint32{16, 17}}, true},
+		{"run=/srv/run.img,cid=", Export{}, false},
+		{"run=/srv/run.img,cid=-1", Export{}, false},
+		{"run=/srv/run.img,cid=3+5", Export{}, false},
+		{"run=/srv/run.img,cid=4294967296", Export{}, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseExport(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
+		if (err == nil) != tt.ok || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseExport(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
@@ -120,7 +126,7 @@ func TestLoad(t *testing.T) {
 	  "exports": [
 	    {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
 	    {"name": "run", "path": "/srv/app/run.img", "size": "8GiB", "description": "run volume"},
-	    {"name": "n", "path": "/srv/n", "size": 4096}
+	    {"name": "n", "path": "/srv/n", "size": 4096, "cids": [16, 17]}
 	  ]
 	}`
 	want := &Config{
@@ -130,7 +136,7 @@ func TestLoad(t *testing.T) {
 		Exports: []Export{
 			{Name: "image", Path: "/srv/app/rootfs.img", ReadOnly: true},
 			{Name: "run", Path: "/srv/app/run.img", Size: 8 << 30, Description: "run volume"},
-			{Name: "n", Path: "/srv/n", Size: 4096},
+			{Name: "n", Path: "/srv/n", Size: 4096, CIDs: []uint32{16, 17}},
 		},
 	}
 	tests := []struct {
@@ -148,6 +154,9 @@ func TestLoad(t *testing.T) {
 		{"duplicate", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"},{"name":"a","path":"/b"}]}`, nil, "", "twice"},
 		{"no path", `{"listen":["tcp://:1"],"exports":[{"name":"a"}]}`, nil, "", "no path"},
 		{"bad default", `{"listen":["tcp://:1"],"default_export":"b","exports":[{"name":"a","path":"/a"}]}`, nil, "", "default export"},
+		{"bad cid", `{"exports":[{"name":"a","path":"/a","cids":[-1]}]}`, nil, "cannot unmarshal", ""},
+		{"cid any", `{"listen":["vsock://:1"],"exports":[{"name":"a","path":"/a","cids":[4294967295]}]}`, nil, "", "VMADDR_CID_ANY"},
+		{"cid without vsock", `{"listen":["tcp://:1","unix:///x"],"exports":[{"name":"a","path":"/a","cids":[16]}]}`, nil, "", "no vsock listener"},
 		{"bad listen", `{"listen":["udp://:1"],"exports":[{"name":"a","path":"/a"}]}`, nil, "", "scheme"},
 		{"kms", `{"listen":["vsock://:10809"],"exports":[{"name":"a","path":"/a"}],"forward":["vsock://:8000=kms.us-east-1.amazonaws.com:443"],"credentials":["vsock://:8001"],"region":"us-east-1"}`,
 			&Config{Listen: []string{"vsock://:10809"}, Exports: []Export{{Name: "a", Path: "/a"}}, Forward: []string{"vsock://:8000=kms.us-east-1.amazonaws.com:443"}, Credentials: []string{"vsock://:8001"}, Region: "us-east-1"}, "", ""},

@@ -11,9 +11,14 @@
 //	  "exports": [
 //	    {"name": "image", "path": "/srv/app/rootfs.img", "read_only": true},
 //	    {"name": "run", "path": "/srv/app/run.img", "size": "8GiB",
-//	     "description": "encrypted run volume"}
+//	     "description": "encrypted run volume", "cids": [16]}
 //	  ]
 //	}
+//
+// "cids" (--export ...,cid=N, repeatable) binds an export to the vsock
+// peers of these context IDs, the enclaves this parent runs: any other
+// peer, TCP and unix socket peers included, is refused it. A
+// configuration with bound exports and no vsock listener is invalid.
 //
 // A read-write export with a size is created sparse on first use and never
 // resized afterwards (see nbd.SizeMismatchError). Listen addresses are URLs:
