@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -111,7 +112,15 @@ func (s *Server) answer(ctx context.Context, c net.Conn, log *slog.Logger) {
 type Provider struct {
 	// Dial connects to the parent's credentials listener, e.g. vsock CID 3.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Timeout bounds one Fetch, dial to answer, when ctx has no earlier
+	// deadline (default DefaultFetchTimeout): a parent that accepts and
+	// never answers must not hang the enclave's boot.
+	Timeout time.Duration
 }
+
+// DefaultFetchTimeout is Provider.Timeout's default. The parent answers
+// from its cached role credentials, so seconds are plenty.
+const DefaultFetchTimeout = 10 * time.Second
 
 // Retrieve asks the parent for credentials.
 func (p *Provider) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -143,20 +152,28 @@ func (p *Provider) Fetch(ctx context.Context) (Response, error) {
 	if p.Dial == nil {
 		return Response{}, errors.New("parentcreds: Provider has no Dial")
 	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultFetchTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	c, err := p.Dial(ctx)
 	if err != nil {
 		return Response{}, fmt.Errorf("parentcreds: dial parent: %w", err)
 	}
 	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
+	d, _ := ctx.Deadline() // always set: the timeout above
+	c.SetDeadline(d)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b, err := io.ReadAll(io.LimitReader(c, MaxResponse+1))
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			err = ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded): // the connection's deadline came first
+			err = context.DeadlineExceeded
 		}
 		return Response{}, fmt.Errorf("parentcreds: read from parent: %w", err)
 	}

@@ -157,3 +157,48 @@ func TestServeNeedsProvider(t *testing.T) {
 		t.Fatal("Serve without a provider succeeded")
 	}
 }
+
+// TestProviderTimesOut: a parent that accepts and never answers fails the
+// Fetch once Provider.Timeout or ctx's deadline, whichever is first,
+// passes, instead of hanging the enclave's boot.
+func TestProviderTimesOut(t *testing.T) {
+	tests := []struct {
+		name    string
+		timeout time.Duration // Provider.Timeout
+		ctxWait time.Duration // ctx's deadline; 0: none
+	}{
+		{"Timeout, ctx without deadline", 50 * time.Millisecond, 0},
+		{"ctx deadline before the default", 0, 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("unix", filepath.Join(t.TempDir(), "silent.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() { // accept, stay silent, keep the connection open
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { c.Close() })
+				}
+			}()
+			p := &Provider{Timeout: tt.timeout, Dial: func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", l.Addr().String())
+			}}
+			ctx := context.Background()
+			if tt.ctxWait > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.ctxWait)
+				defer cancel()
+			}
+			if _, err := p.Fetch(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Fetch from a silent parent = %v, want context.DeadlineExceeded", err)
+			}
+		})
+	}
+}
