@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/mdlayher/vsock"
 )
 
 // MaxResponse bounds the bytes Provider reads from the parent: session
@@ -44,7 +45,32 @@ type Server struct {
 	// Timeout bounds getting credentials and writing one answer
 	// (default 10s): a client that never reads cannot hold a goroutine.
 	Timeout time.Duration
+	// PeerCID, when not zero, is the only vsock context ID answered: a
+	// connection from another CID, or not over vsock, is closed unanswered.
+	// Set it to the enclave's CID (nitro-cli run-enclave --enclave-cid) so
+	// another enclave or a local process cannot take the role's
+	// credentials through this endpoint. Zero answers any peer.
+	PeerCID uint32
 	Logger  *slog.Logger // default: discard
+}
+
+// ErrPeer is wrapped by CheckPeer's errors.
+var ErrPeer = errors.New("parentcreds: peer not allowed")
+
+// CheckPeer reports whether the peer at remote may be answered by a server
+// allowing only vsock context ID cid (0: any peer).
+func CheckPeer(remote net.Addr, cid uint32) error {
+	if cid == 0 {
+		return nil
+	}
+	va, ok := remote.(*vsock.Addr)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a vsock peer, want CID %d", ErrPeer, remote, cid)
+	}
+	if va.ContextID != cid {
+		return fmt.Errorf("%w: CID %d, want %d", ErrPeer, va.ContextID, cid)
+	}
+	return nil
 }
 
 // Serve answers connections on l with the current credentials until ctx is
@@ -74,6 +100,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				return nil
 			}
 			return fmt.Errorf("parentcreds: accept: %w", err)
+		}
+		if err := CheckPeer(c.RemoteAddr(), s.PeerCID); err != nil {
+			log.Warn("connection refused", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			continue
 		}
 		s.answer(ctx, c, log)
 	}

@@ -81,6 +81,41 @@ func TestParseListen(t *testing.T) {
 	}
 }
 
+func TestParseCredentials(t *testing.T) {
+	tests := []struct {
+		in   string
+		want CredentialsListen
+		err  string
+	}{
+		{"vsock://:8001", CredentialsListen{Listen: Addr{Network: "vsock", Port: 8001}}, ""},
+		{"vsock://:8001?cid=16", CredentialsListen{Listen: Addr{Network: "vsock", Port: 8001}, PeerCID: 16}, ""},
+		{"vsock://3:8001?cid=4294967295", CredentialsListen{Listen: Addr{Network: "vsock", CID: 3, Port: 8001}, PeerCID: 4294967295}, ""},
+		{"unix:///run/enclave/creds.sock", CredentialsListen{Listen: Addr{Network: "unix", Address: "/run/enclave/creds.sock"}}, ""},
+		{"tcp://127.0.0.1:8001", CredentialsListen{}, "never served over tcp"},
+		{"tcp://127.0.0.1:8001?cid=16", CredentialsListen{}, "never served over tcp"},
+		{"unix:///run/c.sock?cid=16", CredentialsListen{}, "vsock only"},
+		{"vsock://:8001?cid=0", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=x", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=4294967296", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=16&cid=17", CredentialsListen{}, "one ?cid=N"},
+		{"vsock://:8001?peer=16", CredentialsListen{}, "unknown option"},
+		{"vsock://:8001?cid=16#x", CredentialsListen{}, "non-zero number"},
+		{"http://:1", CredentialsListen{}, "scheme"},
+	}
+	for _, tt := range tests {
+		got, err := ParseCredentials(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseCredentials(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseCredentials(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
 func TestParseForward(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -153,6 +188,7 @@ func TestLoad(t *testing.T) {
 			&Config{Listen: []string{"vsock://:10809"}, Exports: []Export{{Name: "a", Path: "/a"}}, Forward: []string{"vsock://:8000=kms.us-east-1.amazonaws.com:443"}, Credentials: []string{"vsock://:8001"}, Region: "us-east-1"}, "", ""},
 		{"bad forward", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"forward":["vsock://:8000"]}`, nil, "", "LISTEN=HOST:PORT"},
 		{"bad credentials", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"credentials":["http://:1"]}`, nil, "", "scheme"},
+		{"tcp credentials", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"credentials":["tcp://127.0.0.1:8001"]}`, nil, "", "never served over tcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
