@@ -15,9 +15,9 @@ import (
 	"testing"
 
 	"github.com/enclave-storage/enclave-storage/crypt"
+	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/keys/kms"
-	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 )
 
 const sealedTestSize = 32 << 20

@@ -14,9 +14,9 @@ import (
 
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/keys/kms"
-	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 )
 
 var vol = keys.Binding{UUID: "6f1c2b9e-3a4d-4e5f-8a7b-1c2d3e4f5a6b", Export: "run"}
