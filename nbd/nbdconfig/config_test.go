@@ -103,16 +103,23 @@ func TestParseCredentials(t *testing.T) {
 		{"http://:1", CredentialsListen{}, "scheme"},
 	}
 	for _, tt := range tests {
-		got, err := ParseCredentials(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseCredentials(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.err)
-			}
-			continue
+		checkParse(t, "ParseCredentials", ParseCredentials, tt.in, tt.want, tt.err)
+	}
+}
+
+// checkParse checks parse(in) against want, or an error containing errSub
+// when errSub is not empty.
+func checkParse[T comparable](t *testing.T, name string, parse func(string) (T, error), in string, want T, errSub string) {
+	t.Helper()
+	got, err := parse(in)
+	if errSub != "" {
+		if err == nil || !strings.Contains(err.Error(), errSub) {
+			t.Errorf("%s(%q) = %+v, %v; want error containing %q", name, in, got, err, errSub)
 		}
-		if err != nil || got != tt.want {
-			t.Errorf("ParseCredentials(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
-		}
+		return
+	}
+	if err != nil || got != want {
+		t.Errorf("%s(%q) = %+v, %v; want %+v", name, in, got, err, want)
 	}
 }
 
@@ -133,16 +140,7 @@ func TestParseForward(t *testing.T) {
 		{"udp://:8000=host:443", Forward{}, "scheme"},
 	}
 	for _, tt := range tests {
-		got, err := ParseForward(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseForward(%q) = %v, want error containing %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("ParseForward(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
-		}
+		checkParse(t, "ParseForward", ParseForward, tt.in, tt.want, tt.err)
 	}
 }
 
