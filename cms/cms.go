@@ -80,6 +80,7 @@ func Decrypt(ber []byte, key *rsa.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("%w: subjectKeyIdentifier %x, ours %x", ErrRecipient, env.ski, ski)
 	}
 	cek, err := rsa.DecryptOAEP(sha256.New(), nil, key, env.encryptedKey, nil)
+	defer clear(cek) // the content key protects the data key: do not leave it on the heap
 	if err != nil || len(cek) != keySize {
 		return nil, ErrDecrypt
 	}
@@ -343,6 +344,7 @@ func Encrypt(rand io.Reader, plaintext []byte, pub *rsa.PublicKey) ([]byte, erro
 		return nil, err
 	}
 	var kiv [keySize + ivSize]byte
+	defer clear(kiv[:])
 	if _, err := io.ReadFull(rand, kiv[:]); err != nil {
 		return nil, fmt.Errorf("cms: read random: %w", err)
 	}

@@ -24,7 +24,11 @@
 // layout, digest size and cost, KDF type and cost, all before any KDF runs,
 // so a hostile header can neither make the enclave allocate gigabytes of
 // argon2 or spin for hours in PBKDF2, nor shift or resize the data it maps.
-// EnclavePolicy is exactly what Format writes by default. PBKDF2 (keyslots
+// EnclavePolicy is exactly what Format writes by default. A caller that
+// needs the header before the key (its token says how to get the key)
+// uses ReadWithPolicy and then CheckedHeader.Open: the header is read and
+// checked once, so the device cannot serve another one to the unlock.
+// PBKDF2 (keyslots
 // and digests) checks ctx as it runs; x/crypto/argon2 cannot be
 // interrupted, so after a cancelled ctx its goroutine finishes in the
 // background with its memory, which only the policy bounds.

@@ -48,6 +48,12 @@ func open(ctx context.Context, r io.ReaderAt, key []byte, dataSize int64, detach
 			return nil, err
 		}
 	}
+	return h.open(ctx, r, key, dataSize, detached)
+}
+
+// open unlocks the already read and checked header h; only the keyslot
+// areas are read from r.
+func (h *header) open(ctx context.Context, r io.ReaderAt, key []byte, dataSize int64, detached bool) (*Volume, error) {
 	v := h.volume(nil, -1)
 	if metaEnd := int64(2*h.bin.hdrSize) + int64(h.md.Config.KeyslotsSize); !detached && v.Offset < metaEnd {
 		// Offset 0 is only for detached headers: on the same device the

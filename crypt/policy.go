@@ -221,3 +221,40 @@ func (p Policy) checkKDF(name string, k KDF) error {
 	}
 	return nil
 }
+
+// CheckedHeader is a LUKS2 header read once from a device and checked
+// against a Policy (ReadWithPolicy). Open unlocks that same header: a
+// device whose owner serves one header to the check and another to the
+// unlock (a hostile NBD server) cannot slip the second past the policy,
+// and what a caller learnt from Info (the UUID, a token) is what it opens.
+type CheckedHeader struct {
+	// Info describes the checked header.
+	Info *Info
+	h    *header
+	dev  io.ReaderAt
+}
+
+// ReadWithPolicy reads and validates the header on dev once and checks p
+// (a *PolicyError, wrapping ErrPolicy, names what is refused). No KDF runs.
+func ReadWithPolicy(ctx context.Context, dev io.ReaderAt, p Policy) (*CheckedHeader, error) {
+	h, err := readHeader(ctx, dev)
+	if err != nil {
+		return nil, err
+	}
+	in := h.info()
+	if err := p.Check(in); err != nil {
+		return nil, err
+	}
+	return &CheckedHeader{Info: in, h: h, dev: dev}, nil
+}
+
+// Open tries each keyslot of the checked header with key, reading only the
+// keyslot areas from the device, and returns the unlocked volume, as
+// OpenWithPolicy would.
+func (c *CheckedHeader) Open(ctx context.Context, key []byte) (*Volume, error) {
+	if len(key) == 0 {
+		return nil, fmt.Errorf("%w: empty key", ErrInvalidArgument)
+	}
+	size, known := deviceSize(c.dev)
+	return c.h.open(ctx, c.dev, key, sizeOrUnknown(size, known), false)
+}

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -271,5 +272,66 @@ func TestMachineKeyKDFOracle(t *testing.T) {
 	}
 	if got := dumpVolumeKey(t, img, kf); !sameBytes(got, v.Key) {
 		t.Errorf("cryptsetup volume key differs")
+	}
+}
+
+// swapDevice reads from one image, then, after swap, from another: a
+// parent serving one header to the check and another to the unlock.
+type swapDevice struct{ cur, next *os.File }
+
+func (d *swapDevice) ReadAt(p []byte, off int64) (int, error) { return d.cur.ReadAt(p, off) }
+func (d *swapDevice) Size() int64                             { return 20 << 20 }
+func (d *swapDevice) swap()                                   { d.cur = d.next }
+
+// TestCheckedHeaderReadsOnce: ReadWithPolicy then Open unlocks the header
+// that was checked, even when the device serves another one afterwards
+// (same keyslots, data moved 1 MiB further).
+func TestCheckedHeaderReadsOnce(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	a, _ := enclaveFormatted(t, key, FormatOptions{Tokens: []Token{kmsToken(0)}})
+	b, bPath := sparseFile(t, t.TempDir(), "other", 20<<20)
+	buf := make([]byte, 20<<20)
+	if _, err := a.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	var moved int64
+	rewriteJSON(t, b, func(m map[string]any) []byte {
+		seg := obj(m, "segments", "0")
+		off, err := strconv.ParseInt(seg["offset"].(string), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved = off + 1<<20
+		seg["offset"] = strconv.FormatInt(moved, 10)
+		return nil
+	})
+	// Open alone takes the second header (data moved: garbage served),
+	// the policy refuses it: a re-read would do one or the other.
+	if other, err := Open(bg, b, key); err != nil || other.Offset != moved {
+		t.Fatalf("%s alone: Open = %+v, %v; want it opened with offset %d", bPath, other, err, moved)
+	}
+	if _, err := OpenWithPolicy(bg, b, key, EnclavePolicy()); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("%s alone: OpenWithPolicy = %v, want ErrPolicy", bPath, err)
+	}
+
+	dev := &swapDevice{cur: a, next: b}
+	hdr, err := ReadWithPolicy(bg, dev, EnclavePolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.swap()
+	v, err := hdr.Open(bg, key)
+	if err != nil {
+		t.Fatalf("Open of the checked header: %v", err)
+	}
+	defer v.Zero()
+	if v.Offset != hdr.Info.Offset || v.Offset == moved || v.UUID != hdr.Info.UUID {
+		t.Errorf("opened offset %d uuid %s; want the checked header's %d %s (the second header's is %d)", v.Offset, v.UUID, hdr.Info.Offset, hdr.Info.UUID, moved)
+	}
+	if _, err := hdr.Open(bg, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Open with no key = %v, want ErrInvalidArgument", err)
 	}
 }

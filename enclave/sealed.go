@@ -62,13 +62,14 @@ func unlockSealed(ctx context.Context, f *os.File, export string, s keys.Sealer,
 	case RunLUKS:
 		policy := crypt.EnclavePolicy()
 		policy.TokenTypes = []string{s.TokenType()}
-		info, err := crypt.ReadInfo(ctx, f)
-		if err == nil {
-			err = policy.Check(info)
-		}
+		// Read and check the header once, and open that same header: the
+		// parent could serve another header to a second read, with another
+		// token or weaker parameters than the ones checked.
+		hdr, err := crypt.ReadWithPolicy(ctx, f, policy)
 		if err != nil {
 			return nil, false, fmt.Errorf("enclave: the LUKS2 header of %s (left untouched): %w", f.Name(), err)
 		}
+		info := hdr.Info
 		var found []crypt.Token
 		for _, t := range info.Tokens {
 			if t.Type == s.TokenType() && slices.Contains(t.Keyslots, sealedSlot) {
@@ -86,7 +87,7 @@ func unlockSealed(ctx context.Context, f *os.File, export string, s keys.Sealer,
 		}
 		defer clear(key)
 		t1 := time.Now()
-		vol, err := crypt.OpenWithPolicy(ctx, f, key, policy)
+		vol, err := hdr.Open(ctx, key)
 		if errors.Is(err, crypt.ErrWrongKey) {
 			return nil, false, fmt.Errorf("%w: %s: the unsealed key opens no keyslot", ErrWrongKey, f.Name())
 		}

@@ -15,9 +15,9 @@ import (
 	"testing"
 
 	"github.com/enclave-storage/enclave-storage/crypt"
+	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/keys/kms"
-	"github.com/enclave-storage/enclave-storage/keys/kms/kmsenv"
 )
 
 const sealedTestSize = 32 << 20
@@ -197,9 +197,9 @@ func TestUnlockSealedFailures(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup()
 			}
-			s := env.Sealer(kmsenv.FastRetry)
+			s := env.Sealer(kmsenv.FastRetry())
 			if tt.unreach {
-				s = env.UnreachableSealer(t, kmsenv.FastRetry)
+				s = env.UnreachableSealer(t, kmsenv.FastRetry())
 			}
 			before, dials := imageSum(t, tt.f), env.Dials.Load()
 			vol, _, err := unlockSealed(ctx, tt.f, "run", s, tt.state, nil, slog.New(slog.DiscardHandler))

@@ -20,8 +20,9 @@
 //  6. WriteEIF, when a kernel is given: an enclave image file (package eif)
 //     whose kernel command line and application ramdisk pin the root
 //     hash, and pcrs.json with its measurements, and kms-key-policy.json,
-//     a KMS key-policy statement releasing the run volume's key only to an
-//     enclave with those measurements (KeyPolicy). With KernelModules, the
+//     KMS key-policy statements releasing the run volume's key only to an
+//     enclave with those measurements and denying it to any other caller
+//     (KeyPolicy). With KernelModules, the
 //     bootstrap ramdisk carries the kernel modules nbd-enclave loads
 //     (ModulesRamdisk, package kmod); EIFModules reads them back.
 //

@@ -147,9 +147,10 @@ func (e Env) Key(ctx context.Context, volume string) ([]byte, error) {
 //	                Options: cid=N (the parent's vsock CID, default 3),
 //	                port=N (vsock port nbd-parent forwards to KMS, default
 //	                8000), credentials-port=N (vsock port of the instance
-//	                role's credentials, default 8001), ca=/PATH (PEM root
-//	                CAs for KMS's TLS certificate instead of the built-in
-//	                bundle). Example:
+//	                role's credentials, default 8001). Builds with the
+//	                fakensm tag (tests only) also take ca=/PATH, PEM roots
+//	                replacing the built-in bundle for KMS's TLS
+//	                certificate; the default build refuses it. Example:
 //	                kms:arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
 func Parse(spec string) (Provider, error) {
 	scheme, arg, ok := strings.Cut(spec, ":")

@@ -114,7 +114,10 @@ func TestParse(t *testing.T) {
 		{"kms:arn", nil, true},
 		{"kms:" + testARN, KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 3, ProxyPort: 8000, CredentialsPort: 8001}, false},
 		{"kms:" + testARN + ",cid=1,port=9000,credentials-port=9001,ca=/etc/ca.pem",
-			KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 1, ProxyPort: 9000, CredentialsPort: 9001, CAFile: "/etc/ca.pem"}, false},
+			KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 1, ProxyPort: 9000, CredentialsPort: 9001, CAFile: "/etc/ca.pem"},
+			!testCAOption}, // a test hook: refused unless built with -tags fakensm
+		{"kms:" + testARN + ",cid=1,port=9000,credentials-port=9001",
+			KMS{KeyARN: testARN, Partition: "aws", Region: "eu-west-1", CID: 1, ProxyPort: 9000, CredentialsPort: 9001}, false},
 		{"kms:arn:aws-cn:kms:cn-north-1:111122223333:alias/run", KMS{KeyARN: "arn:aws-cn:kms:cn-north-1:111122223333:alias/run", Partition: "aws-cn", Region: "cn-north-1", CID: 3, ProxyPort: 8000, CredentialsPort: 8001}, false},
 		{"kms:arn:aws:s3:eu-west-1:111122223333:key/x", nil, true},
 		{"kms:arn:aws:kms:eu-west-1:1111:key/x", nil, true},

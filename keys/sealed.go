@@ -71,8 +71,9 @@ type KMS struct {
 	CID, ProxyPort, CredentialsPort uint32
 	// CAFile, when set, is a PEM file of the root CAs that KMS's TLS
 	// certificate must chain to, replacing the bundle built into the
-	// binary. It belongs in the measured ramdisk (the tests point it at a
-	// fake KMS's CA).
+	// binary. Only builds with the fakensm tag (the end-to-end tests,
+	// pointing it at their fake KMS's CA) parse the ca= option; in the
+	// default build it stays empty.
 	CAFile string
 }
 
@@ -126,12 +127,15 @@ func parseKMS(spec, arg string) (KMS, error) {
 		case "credentials-port":
 			err = port(&k.CredentialsPort)
 		case "ca":
-			if !path.IsAbs(v) {
+			switch {
+			case !testCAOption:
+				err = fmt.Errorf("key spec %q: ca= exists only in test builds (-tags fakensm): KMS's certificate must chain to the built-in roots: %w", spec, ErrBadSpec)
+			case !path.IsAbs(v):
 				err = fmt.Errorf("key spec %q: ca must be an absolute path: %w", spec, ErrBadSpec)
 			}
 			k.CAFile = v
 		default:
-			err = fmt.Errorf("key spec %q: unknown kms option %q (cid, port, credentials-port, ca): %w", spec, name, ErrBadSpec)
+			err = fmt.Errorf("key spec %q: unknown kms option %q (cid, port, credentials-port): %w", spec, name, ErrBadSpec)
 		}
 		if err != nil {
 			return KMS{}, err

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/mdlayher/vsock"
 )
 
 // MaxResponse bounds the bytes Provider reads from the parent: session
@@ -43,7 +45,32 @@ type Server struct {
 	// Timeout bounds getting credentials and writing one answer
 	// (default 10s): a client that never reads cannot hold a goroutine.
 	Timeout time.Duration
+	// PeerCID, when not zero, is the only vsock context ID answered: a
+	// connection from another CID, or not over vsock, is closed unanswered.
+	// Set it to the enclave's CID (nitro-cli run-enclave --enclave-cid) so
+	// another enclave or a local process cannot take the role's
+	// credentials through this endpoint. Zero answers any peer.
+	PeerCID uint32
 	Logger  *slog.Logger // default: discard
+}
+
+// ErrPeer is wrapped by CheckPeer's errors.
+var ErrPeer = errors.New("parentcreds: peer not allowed")
+
+// CheckPeer reports whether the peer at remote may be answered by a server
+// allowing only vsock context ID cid (0: any peer).
+func CheckPeer(remote net.Addr, cid uint32) error {
+	if cid == 0 {
+		return nil
+	}
+	va, ok := remote.(*vsock.Addr)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a vsock peer, want CID %d", ErrPeer, remote, cid)
+	}
+	if va.ContextID != cid {
+		return fmt.Errorf("%w: CID %d, want %d", ErrPeer, va.ContextID, cid)
+	}
+	return nil
 }
 
 // Serve answers connections on l with the current credentials until ctx is
@@ -73,6 +100,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				return nil
 			}
 			return fmt.Errorf("parentcreds: accept: %w", err)
+		}
+		if err := CheckPeer(c.RemoteAddr(), s.PeerCID); err != nil {
+			log.Warn("connection refused", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			continue
 		}
 		s.answer(ctx, c, log)
 	}
@@ -111,7 +143,15 @@ func (s *Server) answer(ctx context.Context, c net.Conn, log *slog.Logger) {
 type Provider struct {
 	// Dial connects to the parent's credentials listener, e.g. vsock CID 3.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Timeout bounds one Fetch, dial to answer, when ctx has no earlier
+	// deadline (default DefaultFetchTimeout): a parent that accepts and
+	// never answers must not hang the enclave's boot.
+	Timeout time.Duration
 }
+
+// DefaultFetchTimeout is Provider.Timeout's default. The parent answers
+// from its cached role credentials, so seconds are plenty.
+const DefaultFetchTimeout = 10 * time.Second
 
 // Retrieve asks the parent for credentials.
 func (p *Provider) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -143,20 +183,28 @@ func (p *Provider) Fetch(ctx context.Context) (Response, error) {
 	if p.Dial == nil {
 		return Response{}, errors.New("parentcreds: Provider has no Dial")
 	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultFetchTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	c, err := p.Dial(ctx)
 	if err != nil {
 		return Response{}, fmt.Errorf("parentcreds: dial parent: %w", err)
 	}
 	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
+	d, _ := ctx.Deadline() // always set: the timeout above
+	c.SetDeadline(d)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b, err := io.ReadAll(io.LimitReader(c, MaxResponse+1))
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			err = ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded): // the connection's deadline came first
+			err = context.DeadlineExceeded
 		}
 		return Response{}, fmt.Errorf("parentcreds: read from parent: %w", err)
 	}

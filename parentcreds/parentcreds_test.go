@@ -6,11 +6,13 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/mdlayher/vsock"
 )
 
 // serve starts s on a unix socket and returns a Provider dialling it.
@@ -155,5 +157,125 @@ func TestServeNeedsProvider(t *testing.T) {
 	defer l.Close()
 	if err := Serve(context.Background(), l, nil, "x"); err == nil {
 		t.Fatal("Serve without a provider succeeded")
+	}
+}
+
+// TestProviderTimesOut: a parent that accepts and never answers fails the
+// Fetch once Provider.Timeout or ctx's deadline, whichever is first,
+// passes, instead of hanging the enclave's boot.
+func TestProviderTimesOut(t *testing.T) {
+	tests := []struct {
+		name    string
+		timeout time.Duration // Provider.Timeout
+		ctxWait time.Duration // ctx's deadline; 0: none
+	}{
+		{"Timeout, ctx without deadline", 50 * time.Millisecond, 0},
+		{"ctx deadline before the default", 0, 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("unix", filepath.Join(t.TempDir(), "silent.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() { // accept, stay silent, keep the connection open
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { c.Close() })
+				}
+			}()
+			p := &Provider{Timeout: tt.timeout, Dial: func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", l.Addr().String())
+			}}
+			ctx := context.Background()
+			if tt.ctxWait > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.ctxWait)
+				defer cancel()
+			}
+			if _, err := p.Fetch(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Fetch from a silent parent = %v, want context.DeadlineExceeded", err)
+			}
+		})
+	}
+}
+
+// peerConn is one end of a pipe that claims to come from remote.
+type peerConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.remote }
+
+// chanListener accepts the connections sent on conns.
+type chanListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+func (l *chanListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *chanListener) Addr() net.Addr { return &vsock.Addr{ContextID: 3, Port: 8001} }
+
+func TestServePeerCID(t *testing.T) {
+	tests := []struct {
+		name    string
+		peerCID uint32 // Server.PeerCID
+		remote  net.Addr
+		answer  bool
+	}{
+		{"any peer", 0, &vsock.Addr{ContextID: 17, Port: 1024}, true},
+		{"any peer, not vsock", 0, &net.UnixAddr{Name: "@", Net: "unix"}, true},
+		{"allowed CID", 16, &vsock.Addr{ContextID: 16, Port: 1024}, true},
+		{"other CID", 16, &vsock.Addr{ContextID: 17, Port: 1024}, false},
+		{"host CID", 16, &vsock.Addr{ContextID: 2, Port: 1024}, false},
+		{"not vsock", 16, &net.UnixAddr{Name: "@", Net: "unix"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &chanListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+			s := &Server{Credentials: credentials.NewStaticCredentialsProvider("AKIDPEER", "s", ""), Region: "us-east-1", PeerCID: tt.peerCID}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx, l) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			}()
+			p := &Provider{Dial: func(ctx context.Context) (net.Conn, error) {
+				a, b := net.Pipe()
+				l.conns <- peerConn{a, tt.remote}
+				return b, nil
+			}}
+			r, err := p.Fetch(context.Background())
+			if tt.answer {
+				if err != nil || r.AccessKeyId != "AKIDPEER" {
+					t.Fatalf("Fetch = %+v, %v; want the credentials", r, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "bad answer") {
+				t.Fatalf("Fetch from a refused peer = %+v, %v; want nothing (connection closed)", r, err)
+			}
+			if cerr := CheckPeer(tt.remote, tt.peerCID); !errors.Is(cerr, ErrPeer) {
+				t.Errorf("CheckPeer(%v, %d) = %v, want ErrPeer", tt.remote, tt.peerCID, cerr)
+			}
+		})
 	}
 }

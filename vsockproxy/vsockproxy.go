@@ -64,12 +64,17 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 		max = DefaultMaxConns
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 
+	// On return, whatever the cause (ctx done or Accept failing), first
+	// cancel so the open connections close, then wait for them: waiting
+	// first would hold Serve until every client hung up on its own.
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	slots := make(chan struct{}, max)
 	for {
 		c, err := l.Accept()

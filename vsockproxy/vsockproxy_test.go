@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -254,5 +257,55 @@ func TestParseTarget(t *testing.T) {
 	}
 	if err := (&Proxy{Target: "nohost"}).Serve(context.Background(), nil); err == nil {
 		t.Error("Serve with a bad target succeeded")
+	}
+}
+
+// failingListener hands out its first connection, then, once fail is
+// closed, fails every Accept with err, as a listener whose socket broke.
+type failingListener struct {
+	net.Listener
+	err  error
+	fail chan struct{}
+	once sync.Once
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		return l.Listener.Accept()
+	}
+	<-l.fail
+	return nil, l.err
+}
+
+// TestAcceptFailureClosesConnections: when Accept fails, Serve returns the
+// error and closes the open connections instead of waiting for the
+// clients to hang up (which this one never does).
+func TestAcceptFailureClosesConnections(t *testing.T) {
+	target, accepted := holdServer(t)
+	path := filepath.Join(t.TempDir(), "fwd.sock")
+	ul, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	broken := errors.New("listener broke")
+	fl := &failingListener{Listener: ul, err: broken, fail: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- (&Proxy{Target: target}).Serve(context.Background(), fl) }()
+	c := dial(t, path)
+	<-accepted // the connection is forwarded and held open by both ends
+	close(fl.fail)
+	select {
+	case err := <-done:
+		if !errors.Is(err, broken) {
+			t.Fatalf("Serve = %v, want %v", err, broken)
+		}
+	case <-time.After(time.Minute): // liveness bound, not a timing assertion
+		t.Fatal("Serve still waiting for the open connection after Accept failed")
+	}
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client after Serve returned: read %d, %v; want EOF", n, err)
 	}
 }

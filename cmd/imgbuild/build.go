@@ -36,9 +36,11 @@ dm-verity hash tree and writes to --out:
                        (with --kernel-modules, its bootstrap ramdisk carries
                        the kernel modules nbd-enclave loads at boot)
   pcrs.json            its PCRs (nitro-cli's Measurements JSON)
-  kms-key-policy.json  a KMS key-policy statement: GenerateDataKey and Decrypt
-                       only for an enclave with these PCRs (replace the
-                       principal placeholder with the parent's instance role)
+  kms-key-policy.json  KMS key-policy statements (a JSON array): an Allow of
+                       GenerateDataKey and Decrypt for an enclave with these
+                       PCRs (replace the principal placeholder with the
+                       parent's instance role), and a Deny per PCR, for
+                       everyone, of any call without them
 With --tag DEST, also one container image of those files and nbd-parent
 (see README, "One image").
 

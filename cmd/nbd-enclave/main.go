@@ -153,8 +153,9 @@ a data key (GenerateDataKey) and stores its ciphertext as a LUKS2 token
 reached through nbd-parent's vsock forwarder (--forward), with TLS ending
 in the enclave; credentials come from nbd-parent (--credentials).
 Comma-separated options after the ARN: cid=N (parent's vsock CID, default 3),
-port=N (forwarder port, default 8000), credentials-port=N (default 8001),
-ca=/PATH (PEM root CAs instead of the built-in bundle). A LUKS volume
+port=N (forwarder port, default 8000), credentials-port=N (default 8001).
+KMS's TLS certificate must chain to the CA roots built into this binary
+(ca=/PATH replaces them only in test builds, -tags fakensm). A LUKS volume
 without the token is refused, never reformatted.
 
 Flags:

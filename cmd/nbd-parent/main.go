@@ -71,8 +71,11 @@ serve the credentials on another port:
       --export image=/srv/app/rootfs.img,ro \
       --export run=/srv/app/run.img,size=8G --default image \
       --forward vsock://:8000=kms.us-east-1.amazonaws.com:443 \
-      --credentials vsock://:8001
+      --credentials 'vsock://:8001?cid=16'
 
+--credentials takes vsock:// or unix:// only, never tcp://; ?cid=N (the
+enclave's CID, as given to nitro-cli run-enclave --enclave-cid) answers
+only that enclave and closes connections from any other peer.
 Credentials come from the AWS default chain (environment, shared config,
 the instance role through IMDS); the region from --region, the AWS
 configuration or IMDS. In the configuration file: "forward", "credentials"
@@ -115,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var forwards, credListens listFlag
 	region := fs.String("region", "", "AWS `region` given to the enclave with the credentials (default: AWS config, then IMDS)")
 	fs.Var(&forwards, "forward", "forward connections to one TCP target: `LISTEN=HOST:PORT`, e.g. vsock://:8000=kms.us-east-1.amazonaws.com:443 (repeatable)")
-	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on listen `URL`, e.g. vsock://:8001 (repeatable)")
+	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on `URL`: vsock://[CID]:PORT[?cid=ENCLAVE_CID] or unix:///PATH, never tcp (repeatable)")
 	fs.Var(&exports, "export", "serve a file: `"+nbdconfig.ExportSyntax+"` (repeatable); cid=N serves it only to the vsock peer of CID N")
 	for _, a := range args {
 		if a == "--" {
@@ -361,12 +364,12 @@ func kmsHelpers(ctx context.Context, cfg *nbdconfig.Config, reg *prometheus.Regi
 		log.Info("AWS credentials", "source", c.Source, "access_key_id", c.AccessKeyID, "region", awsCfg.Region)
 	}
 	for _, s := range cfg.Credentials {
-		a, _ := nbdconfig.ParseListen(s) // checked by Validate
-		l, err := listen(a, "AWS credentials")
+		a, _ := nbdconfig.ParseCredentials(s) // checked by Validate
+		l, err := listen(a.Listen, "AWS credentials")
 		if err != nil {
 			return nil, err
 		}
-		cs := &parentcreds.Server{Credentials: awsCfg.Credentials, Region: awsCfg.Region, Logger: log.With("credentials", a.String())}
+		cs := &parentcreds.Server{Credentials: awsCfg.Credentials, Region: awsCfg.Region, PeerCID: a.PeerCID, Logger: log.With("credentials", s)}
 		serve = append(serve, func(ctx context.Context) error { return cs.Serve(ctx, l) })
 	}
 	return serve, nil

@@ -30,7 +30,7 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`, "--forward vsock://:8000=kms.us-east-1.amazonaws.com:443", "--credentials vsock://:8001", "cid=16", `"cids": [16]`} {
+	for _, want := range []string{"--listen vsock://:10809", "--export image=", "--metrics-addr", `"exports"`, "--forward vsock://:8000=kms.us-east-1.amazonaws.com:443", "--credentials 'vsock://:8001?cid=16'", "never tcp", "cid=16", `"cids": [16]`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}

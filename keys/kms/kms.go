@@ -374,7 +374,13 @@ func sentPCRs(doc []byte) map[int][]byte {
 
 func allZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
 
-// zeroKey overwrites the private key's secret numbers.
+// zeroKey overwrites the private key's secret numbers it can reach: D,
+// the primes and the CRT values in Precomputed. It is best effort, not a
+// guarantee: since Go 1.24 crypto/rsa keeps its own copy of the key
+// (Precomputed's unexported FIPS key, built by Precompute/Validate and by
+// GenerateKey) that no exported API can clear, and big.Int arithmetic
+// leaves intermediate copies. Those live until the memory is reused; the key is
+// ephemeral (one per KMS call) and never leaves the enclave's memory.
 func zeroKey(k *rsa.PrivateKey) {
 	for _, n := range append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...) {
 		if n != nil {

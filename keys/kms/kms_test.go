@@ -14,9 +14,9 @@ import (
 
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/enclave-storage/enclave-storage/internal/kmsenv"
 	"github.com/enclave-storage/enclave-storage/keys"
 	"github.com/enclave-storage/enclave-storage/keys/kms"
-	"github.com/enclave-storage/enclave-storage/keys/kms/kmsenv"
 )
 
 var vol = keys.Binding{UUID: "6f1c2b9e-3a4d-4e5f-8a7b-1c2d3e4f5a6b", Export: "run"}
@@ -117,9 +117,9 @@ func TestFailures(t *testing.T) {
 		namesPCRs bool
 	}{
 		{"wrong PCRs", func() { env.KMS.SetRequiredPCRs(map[int][]byte{0: kmsenv.PCR(0xee)}) }, false, nil, vol, sealed, kms.ErrRefused, 1, true},
-		{"unreachable", nil, true, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
+		{"unreachable", nil, true, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry().Attempts), true},
 		{"blob does not decrypt", nil, false, nil, vol, corrupt, kms.ErrRefused, 1, true},
-		{"KMS outage outlasting the retries", func() { env.KMS.SetFailures(100) }, false, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry.Attempts), true},
+		{"KMS outage outlasting the retries", func() { env.KMS.SetFailures(100) }, false, nil, vol, sealed, kms.ErrUnreachable, int64(kmsenv.FastRetry().Attempts), true},
 		{"KMS outage shorter than the retries", func() { env.KMS.SetFailures(2) }, false, nil, vol, sealed, nil, 3, false},
 		{"TLS certificate from an untrusted CA", nil, false, x509.NewCertPool(), vol, sealed, kms.ErrUnreachable, 1, true},
 		{"another volume's token", nil, false, nil, keys.Binding{UUID: "00000000-0000-4000-8000-000000000000", Export: "run"}, sealed, kms.ErrToken, 0, false},
@@ -132,12 +132,12 @@ func TestFailures(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup()
 			}
-			s := env.Sealer(kmsenv.FastRetry)
+			s := env.Sealer(kmsenv.FastRetry())
 			if tt.unreach {
-				s = env.UnreachableSealer(t, kmsenv.FastRetry)
+				s = env.UnreachableSealer(t, kmsenv.FastRetry())
 			}
 			if tt.roots != nil {
-				s = env.SealerTrusting(tt.roots, kmsenv.FastRetry)
+				s = env.SealerTrusting(tt.roots, kmsenv.FastRetry())
 			}
 			c := &counting{API: s.KMS}
 			s.KMS = c
@@ -170,7 +170,7 @@ func TestFailures(t *testing.T) {
 	}
 	// A refused Seal (first format) fails the same way.
 	env.KMS.SetRequiredPCRs(map[int][]byte{2: kmsenv.PCR(0xee)})
-	if key, _, err := env.Sealer(kmsenv.FastRetry).Seal(ctx, vol); !errors.Is(err, kms.ErrRefused) || key != nil || !strings.Contains(err.Error(), "GenerateDataKey") {
+	if key, _, err := env.Sealer(kmsenv.FastRetry()).Seal(ctx, vol); !errors.Is(err, kms.ErrRefused) || key != nil || !strings.Contains(err.Error(), "GenerateDataKey") {
 		t.Fatalf("Seal with wrong PCRs = %x, %v", key, err)
 	}
 }

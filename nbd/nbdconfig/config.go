@@ -22,8 +22,10 @@ type Config struct {
 	// Forward lists LISTEN=HOST:PORT forwarders (see ParseForward), e.g.
 	// "vsock://:8000=kms.us-east-1.amazonaws.com:443".
 	Forward []string `json:"forward,omitempty"`
-	// Credentials lists listen addresses serving the instance role's
-	// temporary AWS credentials to the enclave (package parentcreds).
+	// Credentials lists endpoints serving the instance role's temporary
+	// AWS credentials to the enclave (package parentcreds): vsock or unix
+	// only, vsock with an optional ?cid=N allowing one peer (see
+	// ParseCredentials).
 	Credentials []string `json:"credentials,omitempty"`
 	// Region is the AWS region passed to the enclave with the credentials;
 	// empty: from the AWS configuration or the instance metadata.
@@ -235,7 +237,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("nbdconfig: exports %q are bound to vsock CIDs but no vsock listener is configured", bound)
 	}
 	for _, l := range c.Credentials {
-		if _, err := ParseListen(l); err != nil {
+		if _, err := ParseCredentials(l); err != nil {
 			return err
 		}
 	}

@@ -87,6 +87,48 @@ func TestParseListen(t *testing.T) {
 	}
 }
 
+func TestParseCredentials(t *testing.T) {
+	tests := []struct {
+		in   string
+		want CredentialsListen
+		err  string
+	}{
+		{"vsock://:8001", CredentialsListen{Listen: Addr{Network: "vsock", Port: 8001}}, ""},
+		{"vsock://:8001?cid=16", CredentialsListen{Listen: Addr{Network: "vsock", Port: 8001}, PeerCID: 16}, ""},
+		{"vsock://3:8001?cid=4294967295", CredentialsListen{Listen: Addr{Network: "vsock", CID: 3, Port: 8001}, PeerCID: 4294967295}, ""},
+		{"unix:///run/enclave/creds.sock", CredentialsListen{Listen: Addr{Network: "unix", Address: "/run/enclave/creds.sock"}}, ""},
+		{"tcp://127.0.0.1:8001", CredentialsListen{}, "never served over tcp"},
+		{"tcp://127.0.0.1:8001?cid=16", CredentialsListen{}, "never served over tcp"},
+		{"unix:///run/c.sock?cid=16", CredentialsListen{}, "vsock only"},
+		{"vsock://:8001?cid=0", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=x", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=4294967296", CredentialsListen{}, "non-zero number"},
+		{"vsock://:8001?cid=16&cid=17", CredentialsListen{}, "one ?cid=N"},
+		{"vsock://:8001?peer=16", CredentialsListen{}, "unknown option"},
+		{"vsock://:8001?cid=16#x", CredentialsListen{}, "non-zero number"},
+		{"http://:1", CredentialsListen{}, "scheme"},
+	}
+	for _, tt := range tests {
+		checkParse(t, "ParseCredentials", ParseCredentials, tt.in, tt.want, tt.err)
+	}
+}
+
+// checkParse checks parse(in) against want, or an error containing errSub
+// when errSub is not empty.
+func checkParse[T comparable](t *testing.T, name string, parse func(string) (T, error), in string, want T, errSub string) {
+	t.Helper()
+	got, err := parse(in)
+	if errSub != "" {
+		if err == nil || !strings.Contains(err.Error(), errSub) {
+			t.Errorf("%s(%q) = %+v, %v; want error containing %q", name, in, got, err, errSub)
+		}
+		return
+	}
+	if err != nil || got != want {
+		t.Errorf("%s(%q) = %+v, %v; want %+v", name, in, got, err, want)
+	}
+}
+
 func TestParseForward(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -104,16 +146,7 @@ func TestParseForward(t *testing.T) {
 		{"udp://:8000=host:443", Forward{}, "scheme"},
 	}
 	for _, tt := range tests {
-		got, err := ParseForward(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseForward(%q) = %v, want error containing %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("ParseForward(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
-		}
+		checkParse(t, "ParseForward", ParseForward, tt.in, tt.want, tt.err)
 	}
 }
 
@@ -162,6 +195,7 @@ func TestLoad(t *testing.T) {
 			&Config{Listen: []string{"vsock://:10809"}, Exports: []Export{{Name: "a", Path: "/a"}}, Forward: []string{"vsock://:8000=kms.us-east-1.amazonaws.com:443"}, Credentials: []string{"vsock://:8001"}, Region: "us-east-1"}, "", ""},
 		{"bad forward", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"forward":["vsock://:8000"]}`, nil, "", "LISTEN=HOST:PORT"},
 		{"bad credentials", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"credentials":["http://:1"]}`, nil, "", "scheme"},
+		{"tcp credentials", `{"listen":["tcp://:1"],"exports":[{"name":"a","path":"/a"}],"credentials":["tcp://127.0.0.1:8001"]}`, nil, "", "never served over tcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package kmsenv wires a kms.Sealer to a fake KMS (keys/kmstest) and a
 // fake NSM (nsm/nsmtest) through the real aws-sdk-go-v2 client, TLS and
 // all, for the tests of packages that unseal keys (keys/kms, enclave).
+// It imports package testing, so it is internal: only tests use it.
 package kmsenv
 
 import (
@@ -102,5 +103,8 @@ func (e *Env) sealerWith(addr string, roots *x509.CertPool, r kms.Retry) *kms.Se
 	}
 }
 
-// FastRetry retries quickly, for tests of the bounded retries.
-var FastRetry = kms.Retry{Attempts: 3, Base: time.Millisecond, Max: 4 * time.Millisecond}
+// FastRetry returns retries that are quick, for tests of the bounded
+// retries. A function, not a variable: no test can change another's.
+func FastRetry() kms.Retry {
+	return kms.Retry{Attempts: 3, Base: time.Millisecond, Max: 4 * time.Millisecond}
+}
