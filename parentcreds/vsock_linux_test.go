@@ -22,7 +22,9 @@ func TestVsock(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, credentials.NewStaticCredentialsProvider("AKIDVSOCK", "s", "t"), "ap-south-1") }()
+	go func() {
+		done <- Serve(ctx, l, credentials.NewStaticCredentialsProvider("AKIDVSOCK", "s", "t"), "ap-south-1")
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -12,8 +12,8 @@ package fakensm
 import (
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/pem"
 	_ "embed"
+	"encoding/pem"
 	"fmt"
 	"time"
 
