@@ -25,8 +25,9 @@ build: ## static binaries in ./bin
 test: ## unit and oracle tests (oracles skip only where the tool is absent)
 	$(GO) test -tags '$(IMGBUILD_TAGS)' -timeout $(TEST_TIMEOUT) ./...
 
-lint: ## go mod tidy is a no-op; go vet and staticcheck, over the unit and the integration-tagged code
+lint: ## go mod tidy is a no-op, gofmt clean; go vet and staticcheck, over the unit and the integration-tagged code
 	$(GO) mod tidy -diff
+	@out=$$(gofmt -l $$(find . -path ./integration/.cache -prune -o -name '*.go' -print)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags '$(IMGBUILD_TAGS)' ./...
 	$(GO) vet -tags '$(IMGBUILD_TAGS) integration' ./...
 	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \

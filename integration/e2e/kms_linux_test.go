@@ -76,7 +76,8 @@ func TestKMS(t *testing.T) {
 	t.Setenv("AWS_REGION", kmsRegion)
 	parentFlags := []string{
 		"--forward", fmt.Sprintf("vsock://:%d=%s", kmsProxyPort, strings.TrimPrefix(srv.URL(), "https://")),
-		"--credentials", fmt.Sprintf("vsock://:%d", kmsCredsPort),
+		// Only the enclave's CID (1: loopback) gets the credentials.
+		"--credentials", fmt.Sprintf("vsock://:%d?cid=1", kmsCredsPort),
 	}
 	l := launch{bin: bin, keySpec: fmt.Sprintf("kms:%s,cid=1,port=%d,credentials-port=%d,ca=%s", kmsARN, kmsProxyPort, kmsCredsPort, ca)}
 
