@@ -3,6 +3,7 @@
 package crypt
 
 import (
+	"encoding/binary"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -21,10 +22,17 @@ func xtsEncryptAsm(rk *byte, rounds int, dst, src, tw *byte, groups int)
 //go:noescape
 func xtsDecryptAsm(rk *byte, rounds int, dst, src, tw *byte, groups int)
 
+//go:noescape
+func xtsEncryptVAES(rk *byte, rounds int, dst, src, tw *byte, groups int)
+
+//go:noescape
+func xtsDecryptVAES(rk *byte, rounds int, dst, src, tw *byte, groups int)
+
 // roundKeys is an expanded AES key in the byte order AES-NI loads it.
 type roundKeys struct {
 	enc, dec [15 * 16]byte // rounds+1 keys each; dec for AESDEC
 	rounds   int
+	vaes     bool // AVX-512 VAES and VPCLMULQDQ: 32 blocks at a time on ZMM
 }
 
 // newRoundKeys expands a 16- or 32-byte AES key, or returns nil where the
@@ -33,7 +41,10 @@ func newRoundKeys(key []byte) *roundKeys {
 	if !cpu.X86.HasAES {
 		return nil
 	}
-	return expandKey(key)
+	k := expandKey(key)
+	k.vaes = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VAES &&
+		cpu.X86.HasAVX512VPCLMULQDQ
+	return k
 }
 
 // expandKey is the FIPS-197 §5.2 key expansion, plus the decryption keys
@@ -88,20 +99,39 @@ func invMixColumns(dst, src []byte) {
 	}
 }
 
-// xtsBlocks sets dst[i] = AES(src[i] ^ tw[i]) ^ tw[i] for every 16-byte
-// block; len(src) is a multiple of 128 (sectors are), dst and tw at least
-// as long.
-func (k *roundKeys) xtsBlocks(dst, src, tw []byte, decrypt bool) {
-	groups := len(src) / 128
-	if groups == 0 {
+// xts transforms one sector (len(src) a multiple of 512; dst at least as
+// long) whose first tweak is (lo, hi), little-endian halves: block i
+// becomes AES±(src[i] ^ T·α^i) ^ T·α^i.
+func (k *roundKeys) xts(dst, src []byte, lo, hi uint64, decrypt bool) {
+	if len(src) == 0 {
 		return
 	}
-	_, _ = dst[len(src)-1], tw[len(src)-1]
-	d, s, t := unsafe.SliceData(dst), unsafe.SliceData(src), unsafe.SliceData(tw)
+	_ = dst[len(src)-1]
+	d, s := unsafe.SliceData(dst), unsafe.SliceData(src)
+	if k.vaes {
+		var tw [64]byte // the first four tweaks; the assembly derives the rest
+		for i := 0; i < len(tw); i += 16 {
+			binary.LittleEndian.PutUint64(tw[i:], lo)
+			binary.LittleEndian.PutUint64(tw[i+8:], hi)
+			lo, hi = xtsDouble(lo, hi)
+		}
+		if decrypt {
+			xtsDecryptVAES(&k.dec[0], k.rounds, d, s, &tw[0], len(src)/512)
+		} else {
+			xtsEncryptVAES(&k.enc[0], k.rounds, d, s, &tw[0], len(src)/512)
+		}
+		return
+	}
+	var tw [4096]byte // every block's tweak; 4096 is the largest sector
+	for i := 0; i < len(src); i += 16 {
+		binary.LittleEndian.PutUint64(tw[i:], lo)
+		binary.LittleEndian.PutUint64(tw[i+8:], hi)
+		lo, hi = xtsDouble(lo, hi)
+	}
 	if decrypt {
-		xtsDecryptAsm(&k.dec[0], k.rounds, d, s, t, groups)
+		xtsDecryptAsm(&k.dec[0], k.rounds, d, s, &tw[0], len(src)/128)
 	} else {
-		xtsEncryptAsm(&k.enc[0], k.rounds, d, s, t, groups)
+		xtsEncryptAsm(&k.enc[0], k.rounds, d, s, &tw[0], len(src)/128)
 	}
 }
 

@@ -8,6 +8,6 @@ type roundKeys struct{}
 
 func newRoundKeys([]byte) *roundKeys { return nil }
 
-func (*roundKeys) xtsBlocks(dst, src, tw []byte, decrypt bool) {
+func (*roundKeys) xts(dst, src []byte, lo, hi uint64, decrypt bool) {
 	panic("crypt: no bulk AES on this platform")
 }
