@@ -110,11 +110,7 @@ func (k *roundKeys) xts(dst, src []byte, lo, hi uint64, decrypt bool) {
 	d, s := unsafe.SliceData(dst), unsafe.SliceData(src)
 	if k.vaes {
 		var tw [64]byte // the first four tweaks; the assembly derives the rest
-		for i := 0; i < len(tw); i += 16 {
-			binary.LittleEndian.PutUint64(tw[i:], lo)
-			binary.LittleEndian.PutUint64(tw[i+8:], hi)
-			lo, hi = xtsDouble(lo, hi)
-		}
+		putTweaks(tw[:], lo, hi)
 		if decrypt {
 			xtsDecryptVAES(&k.dec[0], k.rounds, d, s, &tw[0], len(src)/512)
 		} else {
@@ -123,15 +119,21 @@ func (k *roundKeys) xts(dst, src []byte, lo, hi uint64, decrypt bool) {
 		return
 	}
 	var tw [4096]byte // every block's tweak; 4096 is the largest sector
-	for i := 0; i < len(src); i += 16 {
-		binary.LittleEndian.PutUint64(tw[i:], lo)
-		binary.LittleEndian.PutUint64(tw[i+8:], hi)
-		lo, hi = xtsDouble(lo, hi)
-	}
+	putTweaks(tw[:len(src)], lo, hi)
 	if decrypt {
 		xtsDecryptAsm(&k.dec[0], k.rounds, d, s, &tw[0], len(src)/128)
 	} else {
 		xtsEncryptAsm(&k.enc[0], k.rounds, d, s, &tw[0], len(src)/128)
+	}
+}
+
+// putTweaks fills tw with T, Tα, Tα², … where T is (lo, hi), each as 16
+// little-endian bytes.
+func putTweaks(tw []byte, lo, hi uint64) {
+	for i := 0; i+16 <= len(tw); i += 16 {
+		binary.LittleEndian.PutUint64(tw[i:], lo)
+		binary.LittleEndian.PutUint64(tw[i+8:], hi)
+		lo, hi = xtsDouble(lo, hi)
 	}
 }
 

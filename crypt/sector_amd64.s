@@ -2,16 +2,25 @@
 
 #include "textflag.h"
 
-// X0..X7 = the eight blocks at SI.
-#define LOAD8 \
-	MOVOU 0(SI), X0; \
-	MOVOU 16(SI), X1; \
-	MOVOU 32(SI), X2; \
-	MOVOU 48(SI), X3; \
-	MOVOU 64(SI), X4; \
-	MOVOU 80(SI), X5; \
-	MOVOU 96(SI), X6; \
-	MOVOU 112(SI), X7
+// The arguments (rk *byte, rounds int, dst, src, tw *byte, groups int).
+#define ARGS \
+	MOVQ rk+0(FP), AX; \
+	MOVQ rounds+8(FP), CX; \
+	MOVQ dst+16(FP), DI; \
+	MOVQ src+24(FP), SI; \
+	MOVQ tw+32(FP), DX; \
+	MOVQ groups+40(FP), BX
+
+// OP X8 into each of X0..X7.
+#define ROUND8(OP) \
+	OP X8, X0; \
+	OP X8, X1; \
+	OP X8, X2; \
+	OP X8, X3; \
+	OP X8, X4; \
+	OP X8, X5; \
+	OP X8, X6; \
+	OP X8, X7
 
 // X0..X7 ^= the eight tweaks at DX.
 #define TWEAK8 \
@@ -32,18 +41,28 @@
 	MOVOU 112(DX), X8; \
 	PXOR X8, X7
 
-// OP X8 into each of X0..X7.
-#define ROUND8(OP) \
-	OP X8, X0; \
-	OP X8, X1; \
-	OP X8, X2; \
-	OP X8, X3; \
-	OP X8, X4; \
-	OP X8, X5; \
-	OP X8, X6; \
-	OP X8, X7
+// X0..X7 = the eight blocks at SI ^ their tweaks ^ round key 0; R8 = round
+// key 1, R9 = the rounds before the last.
+#define XMM_IN \
+	MOVOU 0(SI), X0; \
+	MOVOU 16(SI), X1; \
+	MOVOU 32(SI), X2; \
+	MOVOU 48(SI), X3; \
+	MOVOU 64(SI), X4; \
+	MOVOU 80(SI), X5; \
+	MOVOU 96(SI), X6; \
+	MOVOU 112(SI), X7; \
+	TWEAK8; \
+	MOVOU (AX), X8; \
+	ROUND8(PXOR); \
+	LEAQ 16(AX), R8; \
+	LEAQ -1(CX), R9
 
-#define STORE8 \
+// The last round, the tweaks again, the store; advance, BX-- (sets Z).
+#define XMM_OUT(LAST) \
+	MOVOU (R8), X8; \
+	ROUND8(LAST); \
+	TWEAK8; \
 	MOVOU X0, 0(DI); \
 	MOVOU X1, 16(DI); \
 	MOVOU X2, 32(DI); \
@@ -51,7 +70,16 @@
 	MOVOU X4, 64(DI); \
 	MOVOU X5, 80(DI); \
 	MOVOU X6, 96(DI); \
-	MOVOU X7, 112(DI)
+	MOVOU X7, 112(DI); \
+	ADDQ $128, SI; \
+	ADDQ $128, DI; \
+	ADDQ $128, DX; \
+	DECQ BX
+
+// The next round key; R9-- (sets Z).
+#define NEXT_ROUND \
+	ADDQ $16, R8; \
+	DECQ R9
 
 // The functions below compute dst[i] = AES(src[i] ^ tw[i]) ^ tw[i] over
 // groups of eight 16-byte blocks, the eight independent AES-NI chains
@@ -63,37 +91,19 @@
 
 // func xtsEncryptAsm(rk *byte, rounds int, dst, src, tw *byte, groups int)
 TEXT ·xtsEncryptAsm(SB), NOSPLIT, $0-48
-	MOVQ rk+0(FP), AX
-	MOVQ rounds+8(FP), CX
-	MOVQ dst+16(FP), DI
-	MOVQ src+24(FP), SI
-	MOVQ tw+32(FP), DX
-	MOVQ groups+40(FP), BX
+	ARGS
 	TESTQ BX, BX
 	JZ done
 
 loop:
-	LOAD8
-	TWEAK8
-	MOVOU (AX), X8
-	ROUND8(PXOR)
-	LEAQ 16(AX), R8
-	LEAQ -1(CX), R9
+	XMM_IN
 
 round:
 	MOVOU (R8), X8
 	ROUND8(AESENC)
-	ADDQ $16, R8
-	DECQ R9
+	NEXT_ROUND
 	JNZ round
-	MOVOU (R8), X8
-	ROUND8(AESENCLAST)
-	TWEAK8
-	STORE8
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, DX
-	DECQ BX
+	XMM_OUT(AESENCLAST)
 	JNZ loop
 
 done:
@@ -101,37 +111,19 @@ done:
 
 // func xtsDecryptAsm(rk *byte, rounds int, dst, src, tw *byte, groups int)
 TEXT ·xtsDecryptAsm(SB), NOSPLIT, $0-48
-	MOVQ rk+0(FP), AX
-	MOVQ rounds+8(FP), CX
-	MOVQ dst+16(FP), DI
-	MOVQ src+24(FP), SI
-	MOVQ tw+32(FP), DX
-	MOVQ groups+40(FP), BX
+	ARGS
 	TESTQ BX, BX
 	JZ done
 
 loop:
-	LOAD8
-	TWEAK8
-	MOVOU (AX), X8
-	ROUND8(PXOR)
-	LEAQ 16(AX), R8
-	LEAQ -1(CX), R9
+	XMM_IN
 
 round:
 	MOVOU (R8), X8
 	ROUND8(AESDEC)
-	ADDQ $16, R8
-	DECQ R9
+	NEXT_ROUND
 	JNZ round
-	MOVOU (R8), X8
-	ROUND8(AESDECLAST)
-	TWEAK8
-	STORE8
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, DX
-	DECQ BX
+	XMM_OUT(AESDECLAST)
 	JNZ loop
 
 done:
@@ -145,134 +137,115 @@ done:
 // and the next group starts from them times α^32. Multiplying by α^k
 // (k <= 32) in each 128-bit lane: shift both 64-bit halves left by k, carry
 // the low half's top k bits into the high half, and fold the high half's
-// top k bits back into the low half times x^7 + x^2 + x + 1 (0x87) with a
-// carry-less multiply. VPTERNLOGQ $0x96 is a three-way XOR.
+// top k bits back into the low half times x^7 + x^2 + x + 1 (0x87, in
+// every low half of Z31) with a carry-less multiply. VPTERNLOGQ $0x96 is a
+// three-way XOR.
+
+// DST = Z24·α^K in each 128-bit lane; clobbers Z29, Z30.
+#define MUL_ALPHA(K, DST) \
+	VPSRLQ $(64-K), Z24, Z30; \
+	VPSLLQ $K, Z24, DST; \
+	VPSLLDQ $8, Z30, Z29; \
+	VPXORQ Z29, DST, DST; \
+	VPCLMULQDQ $0x01, Z31, Z30, Z29; \
+	VPXORQ Z29, DST, DST
+
+// ARGS, Z24 = the first four tweaks, Z31 = 0x87 in every quadword.
+#define ZMM_ARGS \
+	ARGS; \
+	VMOVDQU64 (DX), Z24; \
+	MOVQ $0x87, R10; \
+	VPBROADCASTQ R10, Z31
+
+// Z16..Z23 = this group's tweaks, Z24 the next group's first four; Z0..Z7 =
+// the 32 blocks at SI ^ their tweaks ^ round key 0; R8, R9 as in XMM_IN.
+#define ZMM_IN \
+	VMOVDQU64 Z24, Z16; \
+	MUL_ALPHA(4, Z17); \
+	MUL_ALPHA(8, Z18); \
+	MUL_ALPHA(12, Z19); \
+	MUL_ALPHA(16, Z20); \
+	MUL_ALPHA(20, Z21); \
+	MUL_ALPHA(24, Z22); \
+	MUL_ALPHA(28, Z23); \
+	MUL_ALPHA(32, Z24); \
+	VBROADCASTI32X4 (AX), Z8; \
+	VMOVDQU64 0(SI), Z0; \
+	VPTERNLOGQ $0x96, Z8, Z16, Z0; \
+	VMOVDQU64 64(SI), Z1; \
+	VPTERNLOGQ $0x96, Z8, Z17, Z1; \
+	VMOVDQU64 128(SI), Z2; \
+	VPTERNLOGQ $0x96, Z8, Z18, Z2; \
+	VMOVDQU64 192(SI), Z3; \
+	VPTERNLOGQ $0x96, Z8, Z19, Z3; \
+	VMOVDQU64 256(SI), Z4; \
+	VPTERNLOGQ $0x96, Z8, Z20, Z4; \
+	VMOVDQU64 320(SI), Z5; \
+	VPTERNLOGQ $0x96, Z8, Z21, Z5; \
+	VMOVDQU64 384(SI), Z6; \
+	VPTERNLOGQ $0x96, Z8, Z22, Z6; \
+	VMOVDQU64 448(SI), Z7; \
+	VPTERNLOGQ $0x96, Z8, Z23, Z7; \
+	LEAQ 16(AX), R8; \
+	LEAQ -1(CX), R9
+
+// One round with the key at R8 on Z0..Z7.
+#define ROUNDZ(OP) \
+	VBROADCASTI32X4 (R8), Z8; \
+	OP Z8, Z0, Z0; \
+	OP Z8, Z1, Z1; \
+	OP Z8, Z2, Z2; \
+	OP Z8, Z3, Z3; \
+	OP Z8, Z4, Z4; \
+	OP Z8, Z5, Z5; \
+	OP Z8, Z6, Z6; \
+	OP Z8, Z7, Z7
+
+// The last round, the tweaks again, the store; advance, BX-- (sets Z).
+#define ZMM_OUT(LAST) \
+	VBROADCASTI32X4 (R8), Z8; \
+	LAST Z8, Z0, Z0; \
+	VPXORQ Z16, Z0, Z0; \
+	VMOVDQU64 Z0, 0(DI); \
+	LAST Z8, Z1, Z1; \
+	VPXORQ Z17, Z1, Z1; \
+	VMOVDQU64 Z1, 64(DI); \
+	LAST Z8, Z2, Z2; \
+	VPXORQ Z18, Z2, Z2; \
+	VMOVDQU64 Z2, 128(DI); \
+	LAST Z8, Z3, Z3; \
+	VPXORQ Z19, Z3, Z3; \
+	VMOVDQU64 Z3, 192(DI); \
+	LAST Z8, Z4, Z4; \
+	VPXORQ Z20, Z4, Z4; \
+	VMOVDQU64 Z4, 256(DI); \
+	LAST Z8, Z5, Z5; \
+	VPXORQ Z21, Z5, Z5; \
+	VMOVDQU64 Z5, 320(DI); \
+	LAST Z8, Z6, Z6; \
+	VPXORQ Z22, Z6, Z6; \
+	VMOVDQU64 Z6, 384(DI); \
+	LAST Z8, Z7, Z7; \
+	VPXORQ Z23, Z7, Z7; \
+	VMOVDQU64 Z7, 448(DI); \
+	ADDQ $512, SI; \
+	ADDQ $512, DI; \
+	DECQ BX
 
 // func xtsEncryptVAES(rk *byte, rounds int, dst, src, tw *byte, groups int)
 TEXT ·xtsEncryptVAES(SB), NOSPLIT, $0-48
-	MOVQ rk+0(FP), AX
-	MOVQ rounds+8(FP), CX
-	MOVQ dst+16(FP), DI
-	MOVQ src+24(FP), SI
-	MOVQ tw+32(FP), DX
-	MOVQ groups+40(FP), BX
+	ZMM_ARGS
 	TESTQ BX, BX
 	JZ done
-	VMOVDQU64 (DX), Z24
-	MOVQ $0x87, R10
-	VPBROADCASTQ R10, Z31
 
 loop:
-	VMOVDQU64 Z24, Z16
-	VPSRLQ $60, Z24, Z30
-	VPSLLQ $4, Z24, Z17
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z17, Z17
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z17, Z17
-	VPSRLQ $56, Z24, Z30
-	VPSLLQ $8, Z24, Z18
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z18, Z18
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z18, Z18
-	VPSRLQ $52, Z24, Z30
-	VPSLLQ $12, Z24, Z19
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z19, Z19
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z19, Z19
-	VPSRLQ $48, Z24, Z30
-	VPSLLQ $16, Z24, Z20
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z20, Z20
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z20, Z20
-	VPSRLQ $44, Z24, Z30
-	VPSLLQ $20, Z24, Z21
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z21, Z21
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z21, Z21
-	VPSRLQ $40, Z24, Z30
-	VPSLLQ $24, Z24, Z22
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z22, Z22
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z22, Z22
-	VPSRLQ $36, Z24, Z30
-	VPSLLQ $28, Z24, Z23
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z23, Z23
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z23, Z23
-	VPSRLQ $32, Z24, Z30
-	VPSLLQ $32, Z24, Z24
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z24, Z24
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z24, Z24
-	VBROADCASTI32X4 (AX), Z8
-	VMOVDQU64 0(SI), Z0
-	VPTERNLOGQ $0x96, Z8, Z16, Z0
-	VMOVDQU64 64(SI), Z1
-	VPTERNLOGQ $0x96, Z8, Z17, Z1
-	VMOVDQU64 128(SI), Z2
-	VPTERNLOGQ $0x96, Z8, Z18, Z2
-	VMOVDQU64 192(SI), Z3
-	VPTERNLOGQ $0x96, Z8, Z19, Z3
-	VMOVDQU64 256(SI), Z4
-	VPTERNLOGQ $0x96, Z8, Z20, Z4
-	VMOVDQU64 320(SI), Z5
-	VPTERNLOGQ $0x96, Z8, Z21, Z5
-	VMOVDQU64 384(SI), Z6
-	VPTERNLOGQ $0x96, Z8, Z22, Z6
-	VMOVDQU64 448(SI), Z7
-	VPTERNLOGQ $0x96, Z8, Z23, Z7
-	LEAQ 16(AX), R8
-	LEAQ -1(CX), R9
+	ZMM_IN
 
 round:
-	VBROADCASTI32X4 (R8), Z8
-	VAESENC Z8, Z0, Z0
-	VAESENC Z8, Z1, Z1
-	VAESENC Z8, Z2, Z2
-	VAESENC Z8, Z3, Z3
-	VAESENC Z8, Z4, Z4
-	VAESENC Z8, Z5, Z5
-	VAESENC Z8, Z6, Z6
-	VAESENC Z8, Z7, Z7
-	ADDQ $16, R8
-	DECQ R9
+	ROUNDZ(VAESENC)
+	NEXT_ROUND
 	JNZ round
-	VBROADCASTI32X4 (R8), Z8
-	VAESENCLAST Z8, Z0, Z0
-	VPXORQ Z16, Z0, Z0
-	VMOVDQU64 Z0, 0(DI)
-	VAESENCLAST Z8, Z1, Z1
-	VPXORQ Z17, Z1, Z1
-	VMOVDQU64 Z1, 64(DI)
-	VAESENCLAST Z8, Z2, Z2
-	VPXORQ Z18, Z2, Z2
-	VMOVDQU64 Z2, 128(DI)
-	VAESENCLAST Z8, Z3, Z3
-	VPXORQ Z19, Z3, Z3
-	VMOVDQU64 Z3, 192(DI)
-	VAESENCLAST Z8, Z4, Z4
-	VPXORQ Z20, Z4, Z4
-	VMOVDQU64 Z4, 256(DI)
-	VAESENCLAST Z8, Z5, Z5
-	VPXORQ Z21, Z5, Z5
-	VMOVDQU64 Z5, 320(DI)
-	VAESENCLAST Z8, Z6, Z6
-	VPXORQ Z22, Z6, Z6
-	VMOVDQU64 Z6, 384(DI)
-	VAESENCLAST Z8, Z7, Z7
-	VPXORQ Z23, Z7, Z7
-	VMOVDQU64 Z7, 448(DI)
-	ADDQ $512, SI
-	ADDQ $512, DI
-	DECQ BX
+	ZMM_OUT(VAESENCLAST)
 	JNZ loop
 
 done:
@@ -281,129 +254,18 @@ done:
 
 // func xtsDecryptVAES(rk *byte, rounds int, dst, src, tw *byte, groups int)
 TEXT ·xtsDecryptVAES(SB), NOSPLIT, $0-48
-	MOVQ rk+0(FP), AX
-	MOVQ rounds+8(FP), CX
-	MOVQ dst+16(FP), DI
-	MOVQ src+24(FP), SI
-	MOVQ tw+32(FP), DX
-	MOVQ groups+40(FP), BX
+	ZMM_ARGS
 	TESTQ BX, BX
 	JZ done
-	VMOVDQU64 (DX), Z24
-	MOVQ $0x87, R10
-	VPBROADCASTQ R10, Z31
 
 loop:
-	VMOVDQU64 Z24, Z16
-	VPSRLQ $60, Z24, Z30
-	VPSLLQ $4, Z24, Z17
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z17, Z17
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z17, Z17
-	VPSRLQ $56, Z24, Z30
-	VPSLLQ $8, Z24, Z18
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z18, Z18
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z18, Z18
-	VPSRLQ $52, Z24, Z30
-	VPSLLQ $12, Z24, Z19
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z19, Z19
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z19, Z19
-	VPSRLQ $48, Z24, Z30
-	VPSLLQ $16, Z24, Z20
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z20, Z20
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z20, Z20
-	VPSRLQ $44, Z24, Z30
-	VPSLLQ $20, Z24, Z21
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z21, Z21
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z21, Z21
-	VPSRLQ $40, Z24, Z30
-	VPSLLQ $24, Z24, Z22
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z22, Z22
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z22, Z22
-	VPSRLQ $36, Z24, Z30
-	VPSLLQ $28, Z24, Z23
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z23, Z23
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z23, Z23
-	VPSRLQ $32, Z24, Z30
-	VPSLLQ $32, Z24, Z24
-	VPSLLDQ $8, Z30, Z29
-	VPXORQ Z29, Z24, Z24
-	VPCLMULQDQ $0x01, Z31, Z30, Z29
-	VPXORQ Z29, Z24, Z24
-	VBROADCASTI32X4 (AX), Z8
-	VMOVDQU64 0(SI), Z0
-	VPTERNLOGQ $0x96, Z8, Z16, Z0
-	VMOVDQU64 64(SI), Z1
-	VPTERNLOGQ $0x96, Z8, Z17, Z1
-	VMOVDQU64 128(SI), Z2
-	VPTERNLOGQ $0x96, Z8, Z18, Z2
-	VMOVDQU64 192(SI), Z3
-	VPTERNLOGQ $0x96, Z8, Z19, Z3
-	VMOVDQU64 256(SI), Z4
-	VPTERNLOGQ $0x96, Z8, Z20, Z4
-	VMOVDQU64 320(SI), Z5
-	VPTERNLOGQ $0x96, Z8, Z21, Z5
-	VMOVDQU64 384(SI), Z6
-	VPTERNLOGQ $0x96, Z8, Z22, Z6
-	VMOVDQU64 448(SI), Z7
-	VPTERNLOGQ $0x96, Z8, Z23, Z7
-	LEAQ 16(AX), R8
-	LEAQ -1(CX), R9
+	ZMM_IN
 
 round:
-	VBROADCASTI32X4 (R8), Z8
-	VAESDEC Z8, Z0, Z0
-	VAESDEC Z8, Z1, Z1
-	VAESDEC Z8, Z2, Z2
-	VAESDEC Z8, Z3, Z3
-	VAESDEC Z8, Z4, Z4
-	VAESDEC Z8, Z5, Z5
-	VAESDEC Z8, Z6, Z6
-	VAESDEC Z8, Z7, Z7
-	ADDQ $16, R8
-	DECQ R9
+	ROUNDZ(VAESDEC)
+	NEXT_ROUND
 	JNZ round
-	VBROADCASTI32X4 (R8), Z8
-	VAESDECLAST Z8, Z0, Z0
-	VPXORQ Z16, Z0, Z0
-	VMOVDQU64 Z0, 0(DI)
-	VAESDECLAST Z8, Z1, Z1
-	VPXORQ Z17, Z1, Z1
-	VMOVDQU64 Z1, 64(DI)
-	VAESDECLAST Z8, Z2, Z2
-	VPXORQ Z18, Z2, Z2
-	VMOVDQU64 Z2, 128(DI)
-	VAESDECLAST Z8, Z3, Z3
-	VPXORQ Z19, Z3, Z3
-	VMOVDQU64 Z3, 192(DI)
-	VAESDECLAST Z8, Z4, Z4
-	VPXORQ Z20, Z4, Z4
-	VMOVDQU64 Z4, 256(DI)
-	VAESDECLAST Z8, Z5, Z5
-	VPXORQ Z21, Z5, Z5
-	VMOVDQU64 Z5, 320(DI)
-	VAESDECLAST Z8, Z6, Z6
-	VPXORQ Z22, Z6, Z6
-	VMOVDQU64 Z6, 384(DI)
-	VAESDECLAST Z8, Z7, Z7
-	VPXORQ Z23, Z7, Z7
-	VMOVDQU64 Z7, 448(DI)
-	ADDQ $512, SI
-	ADDQ $512, DI
-	DECQ BX
+	ZMM_OUT(VAESDECLAST)
 	JNZ loop
 
 done:
