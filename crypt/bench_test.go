@@ -24,6 +24,29 @@ func BenchmarkSectorCipher(b *testing.B) {
 	}
 }
 
+// BenchmarkSectorCipherParallel is BenchmarkSectorCipher on every
+// GOMAXPROCS goroutine at once, each on its own 1 MiB buffer with one
+// shared SectorCipher (sectors are independent): the machine's total, to
+// compare with `openssl speed -multi N`.
+func BenchmarkSectorCipherParallel(b *testing.B) {
+	key := make([]byte, 64)
+	rand.Read(key)
+	c, err := NewSectorCipher(key, 4096, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(1 << 20)
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 1<<20)
+		for i := 0; pb.Next(); i++ {
+			if err := c.Encrypt(buf, buf, int64(i%1024)<<20); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkOpen measures a whole unlock: header read and validation, KDF,
 // keyslot decryption, AF merge, digest; with DefaultKDF (argon2id t=4,
 // 64 MiB, 4 lanes: what passphrases get) and with MachineKeyKDF (PBKDF2
