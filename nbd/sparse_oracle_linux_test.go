@@ -185,3 +185,58 @@ func needQemuImg(t *testing.T) {
 		t.Skipf("qemu-img not installed (apt-get install qemu-utils): %v", err)
 	}
 }
+
+// TestSeekExtents checks the bounds of seekExtents against seekMap: at
+// most limit extents, none empty, contiguous from off, never past end,
+// and past the end of the file (a file shorter than its export) a hole.
+func TestSeekExtents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	writeSparse(t, path, 64<<10, 2, 3, 8, 15) // the last one ends the file
+	const end = 2 << 20                       // a second MiB past EOF
+	full := seekMap(t, path, 1<<20)
+	full = appendSpan(full, span{1 << 20, 1 << 20, true})
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tc := range []struct {
+		off, end int64
+		limit    int
+	}{
+		{0, end, 1024}, {0, end, 1}, {0, end, 2}, {100, 300 << 10, 1024},
+		{130 << 10, 131 << 10, 1024}, {900 << 10, end, 1024}, {1<<20 + 5, end, 3},
+	} {
+		var got []span
+		pos := tc.off
+		err := seekExtents(f, tc.off, tc.end, tc.limit, func(n int64, hole bool) {
+			if n <= 0 {
+				t.Errorf("%+v: empty extent at %d", tc, pos)
+			}
+			got = append(got, span{pos, n, hole})
+			pos += n
+		})
+		if err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		if len(got) == 0 || len(got) > tc.limit || pos > tc.end {
+			t.Fatalf("%+v: %d extents to %d: %v", tc, len(got), pos, got)
+		}
+		// Each extent lies within one span of the full map, of its kind.
+		for _, g := range got {
+			i := slices.IndexFunc(full, func(s span) bool { return s.Off <= g.Off && g.Off < s.Off+s.Len })
+			if i < 0 || full[i].Hole != g.Hole || g.Off+g.Len > full[i].Off+full[i].Len {
+				t.Errorf("%+v: extent %v is not within the map %v", tc, g, full)
+			}
+		}
+		if len(got) < tc.limit && pos != tc.end {
+			t.Errorf("%+v: stopped at %d with %d extents", tc, pos, len(got))
+		}
+	}
+}
