@@ -6,11 +6,15 @@ import (
 )
 
 // bufPool recycles request and reply buffers in size classes of
-// replySize + 4 KiB·2^i, so a read reply (header plus data) and a write
+// bufHeadroom + 4 KiB·2^i, so a read reply (header plus data) and a write
 // payload of the same length come from the same class.
 type bufPool struct {
 	classes []sync.Pool
 }
+
+// bufHeadroom is the largest reply header before read data: a
+// structured NBD_REPLY_TYPE_OFFSET_DATA chunk's (a simple reply's is 16).
+const bufHeadroom = readChunkSize
 
 // buffer is a pooled byte slice; b is resliced to the requested length.
 type buffer struct {
@@ -20,19 +24,19 @@ type buffer struct {
 
 func newBufPool(maxBlock int) bufPool {
 	n := 1
-	for classSize(n-1) < replySize+maxBlock {
+	for classSize(n-1) < bufHeadroom+maxBlock {
 		n++
 	}
 	return bufPool{classes: make([]sync.Pool, n)}
 }
 
-func classSize(i int) int { return replySize + 4096<<i }
+func classSize(i int) int { return bufHeadroom + 4096<<i }
 
 // class is the smallest class holding n bytes, or -1.
 func (p *bufPool) class(n int) int {
 	i := 0
 	if n > classSize(0) {
-		i = bits.Len(uint(n-replySize-1)) - 12
+		i = bits.Len(uint(n-bufHeadroom-1)) - 12
 		if classSize(i) < n {
 			i++
 		}

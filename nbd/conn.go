@@ -3,6 +3,7 @@ package nbd
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,13 @@ type session struct {
 	writev  bool            // net.Buffers.WriteTo uses writev(2)
 
 	pipes pipePool // write payloads spliced from the socket (Linux)
+
+	// With structured replies negotiated, reads are answered with one
+	// NBD_REPLY_TYPE_OFFSET_DATA chunk (header rhdr bytes, else a simple
+	// reply's 16) and errors to reads and block status with an error
+	// chunk; alloc enables NBD_CMD_BLOCK_STATUS for base:allocation.
+	structured, alloc bool
+	rhdr              int
 }
 
 // pending is a reply waiting to be written and what to free after it.
@@ -78,8 +86,12 @@ type pending struct {
 // transmit reads requests until the client disconnects, the connection
 // fails or ctx is cancelled, executing them concurrently. It returns after
 // every request it read has been answered (or the connection died).
-func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e *export) error {
-	ss := &session{s: s, e: e, nc: nc, sem: semaphore.NewWeighted(s.budget)}
+func (s *Server) transmit(ctx context.Context, nc net.Conn, br *bufio.Reader, e *export, neg negotiated) error {
+	ss := &session{s: s, e: e, nc: nc, sem: semaphore.NewWeighted(s.budget),
+		structured: neg.structured, alloc: neg.alloc, rhdr: replySize}
+	if ss.structured {
+		ss.rhdr = readChunkSize
+	}
 	ss.idle = sync.NewCond(&ss.wmu)
 	stop := context.AfterFunc(ctx, func() {
 		// Stop reading new requests; let queued replies drain.
@@ -203,6 +215,13 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			case !inBounds:
 				errno = errInval
 			}
+		case cmdBlockStatus:
+			switch {
+			case !ss.alloc:
+				errno = errInval // no context negotiated: not a command
+			case req.flags&^cmdFlagReqOne != 0, req.length == 0, !inBounds:
+				errno = errInval
+			}
 		case cmdFlush:
 			if req.flags&^cmdFlagFUA != 0 || req.offset != 0 || req.length != 0 {
 				errno = errInval
@@ -223,7 +242,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 				errno = errInval
 			}
 		default:
-			errno = errInval // NBD_CMD_CACHE, BLOCK_STATUS, ...: not advertised
+			errno = errInval // NBD_CMD_CACHE, ...: not advertised
 		}
 		if errno != 0 {
 			ss.fail(req, op, errno)
@@ -234,9 +253,9 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			n = int64(req.length)
 			if cached != nil && n <= inlineReadMax {
 				t0 := time.Now()
-				reply := ss.s.bufs.get(replySize + int(n))
-				if cached.readCached(reply.b[replySize:], int64(req.offset)) {
-					putReply(reply.b, 0, req.cookie)
+				reply := ss.s.bufs.get(ss.rhdr + int(n))
+				if cached.readCached(reply.b[ss.rhdr:], int64(req.offset)) {
+					ss.putRead(reply, req)
 					ss.e.metrics.observe(op, n, 0, time.Since(t0))
 					ss.enqueue(pending{reply: reply})
 					continue
@@ -244,8 +263,8 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 				ss.s.bufs.put(reply)
 			}
 			if sender != nil && n > inlineReadMax && sender.rangeCached(int64(req.offset), n) {
-				reply := ss.s.bufs.get(replySize)
-				putReply(reply.b, 0, req.cookie)
+				reply := ss.s.bufs.get(ss.rhdr)
+				ss.putRead(reply, req)
 				ss.e.metrics.observe(op, n, 0, 0)
 				ss.enqueue(pending{reply: reply, send: sender, off: int64(req.offset), n: n})
 				continue
@@ -267,9 +286,39 @@ func (ss *session) release(b *buffer, n int64) {
 // fail answers a request the reader rejected.
 func (ss *session) fail(req request, op int, errno uint32) {
 	ss.e.metrics.observe(op, 0, errno, 0)
-	b := ss.s.bufs.get(replySize)
-	putReply(b.b, errno, req.cookie)
+	b := ss.s.bufs.get(errChunkSize)
+	ss.putError(b, errno, req)
 	ss.enqueue(pending{reply: b})
+}
+
+// putError turns b (at least errChunkSize long) into the error reply to
+// req: an error chunk where the client expects a structured reply (reads
+// and block status once negotiated), a simple reply otherwise.
+func (ss *session) putError(b *buffer, errno uint32, req request) {
+	if ss.structured && (req.typ == cmdRead || req.typ == cmdBlockStatus) {
+		b.b = b.b[:errChunkSize]
+		putErrorChunk(b.b, errno, req.cookie)
+		return
+	}
+	b.b = b.b[:replySize]
+	putReply(b.b, errno, req.cookie)
+}
+
+// putRead writes the header of a successful read's reply into b, which
+// holds ss.rhdr bytes of header then the data. A structured reply is one
+// final OFFSET_DATA chunk, or a NONE chunk for a zero-length read (an
+// OFFSET_DATA chunk must carry data).
+func (ss *session) putRead(b *buffer, req request) {
+	switch {
+	case !ss.structured:
+		putReply(b.b, 0, req.cookie)
+	case req.length == 0:
+		b.b = b.b[:chunkSize]
+		putChunk(b.b, chunkFlagDone, chunkNone, req.cookie, 0)
+	default:
+		putChunk(b.b, chunkFlagDone, chunkOffsetData, req.cookie, 8+req.length)
+		binary.BigEndian.PutUint64(b.b[chunkSize:], req.offset)
+	}
 }
 
 // start runs one request on a worker goroutine. The caller has acquired
@@ -295,20 +344,23 @@ func (ss *session) execute(req request, payload *buffer, pipe *payloadPipe) (uin
 	var err error
 	switch req.typ {
 	case cmdRead:
-		reply := ss.s.bufs.get(replySize + int(n))
-		_, err = b.ReadAt(reply.b[replySize:], off)
+		reply := ss.s.bufs.get(ss.rhdr + int(n))
+		_, err = b.ReadAt(reply.b[ss.rhdr:], off)
 		if errors.Is(err, io.EOF) {
 			// A backend shorter than advertised (a file truncated
 			// behind our back): the missing tail reads as zeroes.
-			clear(reply.b[replySize:])
+			clear(reply.b[ss.rhdr:])
 			err = nil
 		}
-		errno := ss.errno(req, err)
-		if errno != 0 {
-			reply.b = reply.b[:replySize]
+		if errno := ss.errno(req, err); errno != 0 {
+			reply.b = reply.b[:max(errChunkSize, len(reply.b))] // room for an error chunk
+			ss.putError(reply, errno, req)
+			return errno, reply
 		}
-		putReply(reply.b, errno, req.cookie)
-		return errno, reply
+		ss.putRead(reply, req)
+		return 0, reply
+	case cmdBlockStatus:
+		return ss.blockStatus(req)
 	case cmdWrite:
 		if pipe != nil {
 			err = ss.writePipe(pipe, off, n)
@@ -329,6 +381,54 @@ func (ss *session) execute(req request, payload *buffer, pipe *payloadPipe) (uin
 	reply := ss.s.bufs.get(replySize)
 	putReply(reply.b, errno, req.cookie)
 	return errno, reply
+}
+
+// maxExtents bounds the extents of one block status reply (8 KiB), and
+// so the SEEK_DATA/SEEK_HOLE calls answering it; a reply may describe
+// less than was asked, and the client asks again for the rest.
+const maxExtents = 1024
+
+// extentMapper is implemented by backends (File) that know which ranges
+// are holes. extents calls emit for consecutive extents from off, in
+// order, ending at end or after max extents.
+type extentMapper interface {
+	extents(off, end int64, limit int, emit func(n int64, hole bool)) error
+}
+
+// blockStatus answers NBD_CMD_BLOCK_STATUS for base:allocation with one
+// final NBD_REPLY_TYPE_BLOCK_STATUS chunk. Extents end within the
+// request; holes are reported as NBD_STATE_HOLE|NBD_STATE_ZERO. Backends
+// that cannot tell report all data, which is always correct.
+func (ss *session) blockStatus(req request) (uint32, *buffer) {
+	limit := maxExtents
+	if req.flags&cmdFlagReqOne != 0 {
+		limit = 1
+	}
+	reply := ss.s.bufs.get(chunkSize + 4 + 8*limit)
+	b := reply.b[:chunkSize+4]
+	emit := func(n int64, hole bool) {
+		var flags uint32
+		if hole {
+			flags = stateHole | stateZero
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		b = binary.BigEndian.AppendUint32(b, flags)
+	}
+	off, end := int64(req.offset), int64(req.offset)+int64(req.length)
+	var err error
+	if m, ok := ss.e.Backend.(extentMapper); ok {
+		err = m.extents(off, end, limit, emit)
+	} else {
+		emit(end-off, false)
+	}
+	if errno := ss.errno(req, err); errno != 0 {
+		ss.putError(reply, errno, req)
+		return errno, reply
+	}
+	reply.b = b
+	putChunk(b, chunkFlagDone, chunkBlockStatus, req.cookie, uint32(len(b)-chunkSize))
+	binary.BigEndian.PutUint32(b[chunkSize:], metaBaseID)
+	return 0, reply
 }
 
 // errno maps a backend error to an NBD error value and logs it.

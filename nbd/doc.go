@@ -6,12 +6,24 @@
 // (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md):
 // NBD_OPT_GO, NBD_OPT_INFO (with NBD_INFO_EXPORT, NBD_INFO_NAME,
 // NBD_INFO_DESCRIPTION and NBD_INFO_BLOCK_SIZE), NBD_OPT_LIST,
-// NBD_OPT_ABORT and NBD_OPT_EXPORT_NAME, honouring NBD_FLAG_C_NO_ZEROES;
-// every other option is answered with NBD_REP_ERR_UNSUP. In the
-// transmission phase it implements READ, WRITE (with FUA), FLUSH, TRIM
-// (a hole punch), WRITE_ZEROES (hole punch, or a zeroed allocated range
-// with NBD_CMD_FLAG_NO_HOLE) and DISC, with simple replies only; the Linux
-// kernel client, the one that matters here, never asks for more.
+// NBD_OPT_ABORT and NBD_OPT_EXPORT_NAME, honouring NBD_FLAG_C_NO_ZEROES,
+// and NBD_OPT_STRUCTURED_REPLY with NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT for the one context base:allocation; every
+// other option is answered with NBD_REP_ERR_UNSUP. In the transmission
+// phase it implements READ, WRITE (with FUA), FLUSH, TRIM (a hole punch),
+// WRITE_ZEROES (hole punch, or a zeroed allocated range with
+// NBD_CMD_FLAG_NO_HOLE), DISC and, once base:allocation is selected,
+// BLOCK_STATUS. The Linux kernel client, the one that matters here,
+// negotiates none of this and gets simple replies on the unchanged fast
+// path. Clients that negotiate structured replies (libnbd's nbdcopy and
+// nbdinfo, qemu-img) get each read as one NBD_REPLY_TYPE_OFFSET_DATA
+// chunk (no DF, which is not advertised), errors to reads and block
+// status as NBD_REPLY_TYPE_ERROR chunks, and other commands simple
+// replies, as the protocol allows. BLOCK_STATUS answers with the file's
+// holes and data from lseek(2) SEEK_DATA/SEEK_HOLE, at most 1024 extents
+// per reply and never past the request (one with NBD_CMD_FLAG_REQ_ONE),
+// holes flagged NBD_STATE_HOLE|NBD_STATE_ZERO: backups and migrations of
+// a mostly empty run image then copy its data, not its holes.
 //
 // Requests on one connection are executed concurrently (bounded by
 // [Options.Workers] and a per-connection byte budget) and answered as they
@@ -66,5 +78,5 @@
 // our default 16 workers than with one. The protocol subset we need is
 // small, so we wrote the server here with the standard library,
 // golang.org/x/sys/unix for fallocate, flock, preadv2, cachestat,
-// sendfile, splice, and client_golang for metrics.
+// sendfile, splice, lseek, and client_golang for metrics.
 package nbd

@@ -176,6 +176,12 @@ func (f *File) sendRange(rc syscall.RawConn, off, n int64) error {
 	return nil
 }
 
+// extents reports holes and data from off to end (SEEK_DATA/SEEK_HOLE on
+// Linux; elsewhere, all data), for NBD_CMD_BLOCK_STATUS.
+func (f *File) extents(off, end int64, limit int, emit func(n int64, hole bool)) error {
+	return seekExtents(f.f, off, end, limit, emit)
+}
+
 // WriteAt writes p at off (pwrite).
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if f.serial {

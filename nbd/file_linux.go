@@ -122,3 +122,37 @@ func (f *File) writeFromPipe(pipe int, off, n int64) error {
 	}
 	return nil
 }
+
+// seekExtents emits the data and hole extents of f in [off, end), at most
+// limit of them, found with lseek SEEK_DATA and SEEK_HOLE. Past the end of
+// the file (ENXIO) is a hole. Filesystems without hole tracking report
+// everything before EOF as data, which is correct, merely not sparse.
+func seekExtents(f *os.File, off, end int64, limit int, emit func(int64, bool)) error {
+	fd := int(f.Fd())
+	for i := 0; off < end && i < limit; i++ {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			emit(end-off, true)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("nbd: SEEK_DATA at %d: %w", off, err)
+		}
+		if data > off {
+			next := min(data, end)
+			emit(next-off, true)
+			off = next
+			continue
+		}
+		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if errors.Is(err, unix.ENXIO) {
+			hole = end // truncated meanwhile; the next SEEK_DATA will tell
+		} else if err != nil {
+			return fmt.Errorf("nbd: SEEK_HOLE at %d: %w", off, err)
+		}
+		next := min(max(hole, off+1), end)
+		emit(next-off, false)
+		off = next
+	}
+	return nil
+}

@@ -52,6 +52,18 @@ func fuzzOpt(opt uint32, data []byte) []byte {
 	return append(b, data...)
 }
 
+// metaData builds the data of NBD_OPT_{LIST,SET}_META_CONTEXT.
+func metaData(export string, queries ...string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(export)))
+	b = append(b, export...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(queries)))
+	for _, q := range queries {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(q)))
+		b = append(b, q...)
+	}
+	return b
+}
+
 func fuzzReq(flags, typ uint16, off uint64, n uint32, payload []byte) []byte {
 	b := binary.BigEndian.AppendUint32(nil, magicRequest)
 	b = binary.BigEndian.AppendUint16(b, flags)
@@ -84,6 +96,25 @@ func FuzzServerConn(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 0x49, 0x48})
 	f.Add(fuzzSeed([][]byte{fuzzOpt(optGo, goData("bound")), fuzzOpt(optExportName, []byte("bound"))},
 		fuzzReq(0, cmdWrite, 0, 4, []byte("abcd"))))
+
+	// Structured replies, meta contexts and block status.
+	sr := fuzzOpt(optStructuredReply, nil)
+	f.Add(fuzzSeed([][]byte{sr, fuzzOpt(optListMetaContext, metaData("rw")),
+		fuzzOpt(optSetMetaContext, metaData("rw", "base:allocation", "qemu:dirty-bitmap:x")), goRun},
+		fuzzReq(0, cmdRead, 0, 4096, nil),
+		fuzzReq(0, cmdRead, 0, 0, nil),
+		fuzzReq(0, cmdRead, 1<<40, 4096, nil),
+		fuzzReq(0, cmdBlockStatus, 0, 1<<20, nil),
+		fuzzReq(cmdFlagReqOne, cmdBlockStatus, 4096, 8192, nil),
+		fuzzReq(0, cmdBlockStatus, 0, 0, nil),
+		fuzzReq(0, cmdBlockStatus, 65536, 1, nil),
+		fuzzReq(0, cmdDisc, 0, 0, nil)))
+	f.Add(fuzzSeed([][]byte{fuzzOpt(optSetMetaContext, metaData("rw", "base:allocation")),
+		sr, fuzzOpt(optStructuredReply, []byte{1}), fuzzOpt(optListMetaContext, metaData("bound", "base:")),
+		fuzzOpt(optSetMetaContext, metaData("ro", "base:allocation")), fuzzOpt(optExportName, []byte("rw"))},
+		fuzzReq(0, cmdBlockStatus, 0, 4096, nil)))
+	f.Add(fuzzSeed([][]byte{sr, fuzzOpt(optSetMetaContext, []byte{0, 0, 0, 2, 'r', 'w', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1}),
+		fuzzOpt(optListMetaContext, []byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf0})}))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const size = 64 << 10

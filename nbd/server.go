@@ -271,7 +271,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	br := bufio.NewReaderSize(c, 64<<10)
-	e, err := s.handshake(c, br, p)
+	e, neg, err := s.handshake(c, br, p)
 	stopped := stop()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -286,7 +286,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	s.log.Info("client attached", "export", e.Name, "remote", remote, "read_only", e.ReadOnly)
 	e.metrics.connected(1)
 	defer e.metrics.connected(-1)
-	err = s.transmit(ctx, c, br, e)
+	err = s.transmit(ctx, c, br, e, neg)
 	if err != nil {
 		return fmt.Errorf("nbd: export %q, client %s: %w", e.Name, remote, err)
 	}
@@ -310,9 +310,31 @@ func (s *Server) Sync() error {
 // errProtocol marks violations of the protocol that close the connection.
 var errProtocol = errors.New("protocol violation")
 
+// negotiated is what the options haggled for the transmission phase.
+type negotiated struct {
+	// structured: NBD_OPT_STRUCTURED_REPLY was acknowledged, so reads
+	// and block status are answered with structured reply chunks.
+	structured bool
+	// alloc: base:allocation was selected by NBD_OPT_SET_META_CONTEXT
+	// for export allocExport, so NBD_CMD_BLOCK_STATUS is served.
+	alloc       bool
+	allocExport *export
+}
+
 // handshake performs fixed-newstyle negotiation with p. It returns the
 // chosen export, or nil if the client aborted.
-func (s *Server) handshake(w io.Writer, r *bufio.Reader, p peer) (*export, error) {
+func (s *Server) handshake(w io.Writer, r *bufio.Reader, p peer) (*export, negotiated, error) {
+	var neg negotiated
+	e, err := s.options(w, r, p, &neg)
+	if e != nil && neg.allocExport != e {
+		// Contexts were selected for another export: none apply.
+		neg.alloc = false
+	}
+	return e, neg, err
+}
+
+// options runs the option haggling, recording what was agreed in neg.
+func (s *Server) options(w io.Writer, r *bufio.Reader, p peer, neg *negotiated) (*export, error) {
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], magicNBD)
 	binary.BigEndian.PutUint64(hello[8:], magicIHaveOpt)
@@ -400,9 +422,23 @@ func (s *Server) handshake(w io.Writer, r *bufio.Reader, p peer) (*export, error
 			if opt == optGo && e != nil {
 				return e, nil
 			}
+		case optStructuredReply:
+			typ, msg := uint32(repAck), []byte(nil)
+			if len(data) != 0 {
+				typ, msg = repErrInval, []byte("NBD_OPT_STRUCTURED_REPLY takes no data")
+			} else {
+				neg.structured = true
+			}
+			if err := writeOptReply(w, opt, typ, msg); err != nil {
+				return nil, err
+			}
+		case optListMetaContext, optSetMetaContext:
+			if err := s.metaContext(w, opt, data, p, neg); err != nil {
+				return nil, err
+			}
 		default:
-			// Includes NBD_OPT_STARTTLS (no TLS: the enclave's only peer
-			// is its parent over vsock) and NBD_OPT_STRUCTURED_REPLY.
+			// Includes NBD_OPT_STARTTLS: no TLS, the enclave's only peer
+			// is its parent over vsock.
 			if err := writeOptReply(w, opt, repErrUnsup, nil); err != nil {
 				return nil, err
 			}
@@ -465,6 +501,78 @@ func (s *Server) info(w io.Writer, opt uint32, data []byte, p peer) (*export, er
 		return nil, err
 	}
 	return e, writeOptReply(w, opt, repAck, nil)
+}
+
+// metaContext answers NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT. The only context is base:allocation. Every
+// length in data is checked against what is left of data before use.
+func (s *Server) metaContext(w io.Writer, opt uint32, data []byte, p peer, neg *negotiated) error {
+	if opt == optSetMetaContext {
+		neg.alloc, neg.allocExport = false, nil // a SET replaces earlier ones
+	}
+	if !neg.structured {
+		return writeOptReply(w, opt, repErrInval, []byte("negotiate NBD_OPT_STRUCTURED_REPLY first"))
+	}
+	name, queries, ok := parseMetaContext(data)
+	if !ok {
+		return writeOptReply(w, opt, repErrInval, []byte("malformed meta context request"))
+	}
+	e := s.lookup(string(name), p)
+	if e == nil {
+		return writeOptReply(w, opt, repErrUnknwn, fmt.Appendf(nil, "no export named %q", name))
+	}
+	match := len(queries) == 0 && opt == optListMetaContext // list all
+	for q := queries; len(q) > 0; {
+		n := binary.BigEndian.Uint32(q)
+		query := string(q[4 : 4+n])
+		q = q[4+n:]
+		match = match || query == metaBaseAllocation || opt == optListMetaContext && query == "base:"
+	}
+	if match {
+		if opt == optSetMetaContext {
+			neg.alloc, neg.allocExport = true, e
+		}
+		b := binary.BigEndian.AppendUint32(nil, metaBaseID)
+		if err := writeOptReply(w, opt, repMetaCtx, append(b, metaBaseAllocation...)); err != nil {
+			return err
+		}
+	}
+	return writeOptReply(w, opt, repAck, nil)
+}
+
+// parseMetaContext splits a meta context option's data into the export
+// name and the queries, still length-prefixed but checked to fill the
+// rest of data exactly, each at most maxNameLength bytes.
+func parseMetaContext(data []byte) (name, queries []byte, ok bool) {
+	if len(data) < 8 {
+		return nil, nil, false
+	}
+	nameLen := uint64(binary.BigEndian.Uint32(data[0:4]))
+	if nameLen > maxNameLength || nameLen > uint64(len(data))-8 {
+		return nil, nil, false
+	}
+	name = data[4 : 4+nameLen]
+	rest := data[4+nameLen:]
+	count := uint64(binary.BigEndian.Uint32(rest[0:4]))
+	queries = rest[4:]
+	if count > uint64(len(queries))/4 {
+		return nil, nil, false
+	}
+	q := queries
+	for range count {
+		if len(q) < 4 {
+			return nil, nil, false
+		}
+		n := uint64(binary.BigEndian.Uint32(q))
+		if n > maxNameLength || n > uint64(len(q))-4 {
+			return nil, nil, false
+		}
+		q = q[4+n:]
+	}
+	if len(q) != 0 {
+		return nil, nil, false
+	}
+	return name, queries, true
 }
 
 // writeOptReply sends one fixed-newstyle option reply.

@@ -428,6 +428,7 @@ func TestHandshake(t *testing.T) {
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(name))), name...)
 	}
 	blockSize := []byte{0, 3, 0, 0, 0, 1, 0, 0, 0x10, 0, 0x02, 0, 0, 0}
+	metaCtx := append([]byte{0, 0, 0, metaBaseID}, metaBaseAllocation...)
 	tests := []struct {
 		name    string
 		opt     uint32
@@ -436,7 +437,17 @@ func TestHandshake(t *testing.T) {
 	}{
 		{"unknown option", 200, []byte("xyz"), []reply{{repErrUnsup, nil}}},
 		{"starttls", optStartTLS, nil, []reply{{repErrUnsup, nil}}},
-		{"structured reply", optStructuredReply, nil, []reply{{repErrUnsup, nil}}},
+		{"set meta context too early", optSetMetaContext, metaData("image", metaBaseAllocation), []reply{{repErrInval, nil}}},
+		{"structured reply with data", optStructuredReply, []byte{0}, []reply{{repErrInval, nil}}},
+		{"structured reply", optStructuredReply, nil, []reply{{repAck, []byte{}}}},
+		{"list meta contexts", optListMetaContext, metaData("image"), []reply{{repMetaCtx, metaCtx}, {repAck, []byte{}}}},
+		{"list base: contexts", optListMetaContext, metaData("", "base:"), []reply{{repMetaCtx, metaCtx}, {repAck, []byte{}}}},
+		{"list unknown context", optListMetaContext, metaData("run", "qemu:dirty-bitmap:a"), []reply{{repAck, []byte{}}}},
+		{"set no context", optSetMetaContext, metaData("image"), []reply{{repAck, []byte{}}}},
+		{"set meta context unknown export", optSetMetaContext, metaData("nope", metaBaseAllocation), []reply{{repErrUnknwn, nil}}},
+		{"set meta context overrun", optSetMetaContext, []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9, 'b'}, []reply{{repErrInval, nil}}},
+		{"set meta context trailing", optSetMetaContext, append(metaData("image"), 0), []reply{{repErrInval, nil}}},
+		{"set meta context", optSetMetaContext, metaData("image", "x:y", metaBaseAllocation), []reply{{repMetaCtx, metaCtx}, {repAck, []byte{}}}},
 		{"list", optList, nil, []reply{{repServer, append(server("run"), "run volume"...)}, {repServer, server("image")}, {repAck, []byte{}}}},
 		{"list with data", optList, []byte{1}, []reply{{repErrInval, nil}}},
 		{"info rw", optInfo, goData("run", infoName, infoDescription, infoBlockSize), []reply{
@@ -470,7 +481,8 @@ func TestHandshake(t *testing.T) {
 			}
 		}
 	}
-	// Finally GO enters transmission; a read works.
+	// Finally GO enters transmission; a read is answered with one
+	// structured chunk, errors with error chunks, block status works.
 	nbdtest.SendOption(c, optGo, goData("image"))
 	for {
 		_, typ, _, err := nbdtest.ReadOptionReply(c)
@@ -481,17 +493,40 @@ func TestHandshake(t *testing.T) {
 			break
 		}
 	}
-	req := make([]byte, 28)
-	binary.BigEndian.PutUint32(req, magicRequest)
-	binary.BigEndian.PutUint64(req[8:], 77)
-	binary.BigEndian.PutUint32(req[24:], 16)
-	c.Write(req)
-	rep := make([]byte, 32)
-	if _, err := io.ReadFull(c, rep); err != nil {
-		t.Fatal(err)
+	chunk := func(flags, typ uint16, cookie uint64, payload []byte) []byte {
+		b := make([]byte, chunkSize, chunkSize+len(payload))
+		putChunk(b, flags, typ, cookie, uint32(len(payload)))
+		return append(b, payload...)
 	}
-	if binary.BigEndian.Uint32(rep) != magicSimpleReply || binary.BigEndian.Uint32(rep[4:]) != 0 || binary.BigEndian.Uint64(rep[8:]) != 77 || !bytes.Equal(rep[16:], f.imageBytes[:16]) {
-		t.Fatalf("bad read reply % x", rep)
+	errChunk := func(cookie uint64, errno uint32) []byte {
+		b := make([]byte, errChunkSize)
+		putErrorChunk(b, errno, cookie)
+		return b
+	}
+	for _, tt := range []struct {
+		name  string
+		req   []byte
+		reply []byte
+	}{
+		{"read", fuzzReq(0, cmdRead, 0, 16, nil), chunk(chunkFlagDone, chunkOffsetData, 1, append(make([]byte, 8), f.imageBytes[:16]...))},
+		{"read at 4", fuzzReq(0, cmdRead, 4, 4, nil), chunk(chunkFlagDone, chunkOffsetData, 1, append([]byte{0, 0, 0, 0, 0, 0, 0, 4}, f.imageBytes[4:8]...))},
+		{"empty read", fuzzReq(0, cmdRead, 0, 0, nil), chunk(chunkFlagDone, chunkNone, 1, nil)},
+		{"read past end", fuzzReq(0, cmdRead, imageSize, 1, nil), errChunk(1, errInval)},
+		{"block status", fuzzReq(0, cmdBlockStatus, 0, imageSize, nil), chunk(chunkFlagDone, chunkBlockStatus, 1, []byte{0, 0, 0, 1, 0, 0x10, 0, 0, 0, 0, 0, 0})},
+		{"block status req one", fuzzReq(cmdFlagReqOne, cmdBlockStatus, 1, 2, nil), chunk(chunkFlagDone, chunkBlockStatus, 1, []byte{0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0})},
+		{"block status empty", fuzzReq(0, cmdBlockStatus, 0, 0, nil), errChunk(1, errInval)},
+		{"block status past end", fuzzReq(0, cmdBlockStatus, imageSize-1, 2, nil), errChunk(1, errInval)},
+		{"block status bad flag", fuzzReq(cmdFlagFUA, cmdBlockStatus, 0, 1, nil), errChunk(1, errInval)},
+		{"write is a simple reply", fuzzReq(0, cmdWrite, 0, 1, []byte{1}), []byte{0x67, 0x44, 0x66, 0x98, 0, 0, 0, errPerm, 0, 0, 0, 0, 0, 0, 0, 1}},
+	} {
+		c.Write(tt.req)
+		rep := make([]byte, len(tt.reply))
+		if _, err := io.ReadFull(c, rep); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if !bytes.Equal(rep, tt.reply) {
+			t.Errorf("%s: reply\n% x, want\n% x", tt.name, rep, tt.reply)
+		}
 	}
 }
 

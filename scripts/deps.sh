@@ -19,7 +19,7 @@ PKGS=(
 	e2fsprogs erofs-utils
 	skopeo umoci socat
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-	fio
+	fio qemu-utils
 )
 
 SUDO=
