@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/enclave-storage/enclave-storage/eif"
@@ -538,8 +539,8 @@ func WriteEIF(ctx context.Context, o EIFOptions) (eif.PCRs, error) {
 		return eif.PCRs{}, err
 	}
 	meta := eif.Metadata{
-		ImageName:    m.Image.Ref,
-		ImageVersion: string(m.Image.Digest),
+		ImageName:    eifImageName(m.Image.Ref),
+		ImageVersion: m.Image.ConfigDigest.Encoded(),
 		BuildMetadata: eif.BuildInfo{
 			BuildTime:       eif.FormatBuildTime(bt),
 			BuildTool:       "imgbuild",
@@ -638,4 +639,27 @@ func LogProgress(log *slog.Logger) func(Event) {
 		}
 		log.Info("done", "step", e.Step, "elapsed", e.Elapsed.Round(time.Millisecond), "detail", e.Detail)
 	}
+}
+
+// eifImageName is the EIF metadata's ImageName as nitro-cli writes it: the
+// image reference without its tag (nitro-cli takes the --docker-uri up to
+// its first ':'). Here the reference also loses its transport and any
+// digest, and only a last ':' that is not followed by a '/' counts as a
+// tag, so a registry port ("registry:5000/app:1") is kept where nitro-cli
+// would cut the name to "registry". ImageVersion is, as nitro-cli's
+// default, the image ID: the config digest without "sha256:".
+func eifImageName(ref string) string {
+	for _, t := range []string{"docker://", "docker-daemon:", "docker-archive:", "oci-archive:", "oci:"} {
+		if r, ok := strings.CutPrefix(ref, t); ok {
+			ref = r
+			break
+		}
+	}
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i >= 0 && !strings.Contains(ref[i:], "/") {
+		ref = ref[:i]
+	}
+	return ref
 }

@@ -249,6 +249,11 @@ func TestBuildEIF(t *testing.T) {
 	if !ef.CRCValid() {
 		t.Error("EIF CRC invalid")
 	}
+	// As nitro-cli writes them: the name without its tag, the version the
+	// image ID (config digest without "sha256:").
+	if m := ef.Metadata; m == nil || m.ImageVersion != res.Manifest.Image.ConfigDigest.Encoded() || m.ImageName == "" || strings.Contains(m.ImageName, "oci:") {
+		t.Errorf("EIF metadata %+v: want ImageVersion %s and a tagless ImageName", m, res.Manifest.Image.ConfigDigest.Encoded())
+	}
 	cmdline := ef.Cmdline
 	root, err := pin.VerityRoot(cmdline)
 	if err != nil || !bytes.Equal(root, res.Manifest.Verity.RootHash) || !strings.HasPrefix(cmdline, "console=ttyS0 ") {
