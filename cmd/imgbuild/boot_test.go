@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-storage/enclave-storage/eif"
+	"github.com/enclave-storage/enclave-storage/integration"
 	"github.com/enclave-storage/enclave-storage/kmod"
 )
 
@@ -54,38 +52,15 @@ func TestBootEIFLoadsModules(t *testing.T) {
 		t.Fatalf("build: rc %d\n%s%s", rc, out, errb)
 	}
 
-	// Take the EIF apart as Nitro does: kernel, cmdline, ramdisks in order.
-	raw, err := os.ReadFile(filepath.Join(dir, "out", "enclave.eif"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := eif.Read(bytes.NewReader(raw), int64(len(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kernel, initrd bytes.Buffer
-	for i, s := range f.Sections {
-		switch s.Type {
-		case eif.SectionKernel:
-			_, err = io.Copy(&kernel, f.Open(i))
-		case eif.SectionRamdisk:
-			_, err = io.Copy(&initrd, f.Open(i))
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	kPath, iPath := filepath.Join(dir, "bzImage"), filepath.Join(dir, "initrd")
-	if err := os.WriteFile(kPath, kernel.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(iPath, initrd.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	// Take the EIF apart as Nitro does: kernel, cmdline, ramdisks in order.
+	boot, err := integration.ExtractEIF(ctx, filepath.Join(dir, "out", "enclave.eif"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	vm := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot",
-		"-kernel", kPath, "-initrd", iPath, "-append", f.Cmdline)
+		"-kernel", boot.Kernel, "-initrd", boot.Initrd, "-append", boot.Cmdline)
 	console, err := vm.CombinedOutput()
 	if err != nil {
 		t.Fatalf("qemu: %v\n%s", err, console)
@@ -122,6 +97,6 @@ func TestBootEIFLoadsModules(t *testing.T) {
 	}
 	t.Logf("guest loaded %d modules from the EIF's bootstrap ramdisk: %s", len(wantNames), m[1])
 	if a := regexp.MustCompile(`KMOD-TEST argv=.*`).Find(console); a != nil {
-		t.Logf("cmdline %q gave init %s", f.Cmdline, a)
+		t.Logf("cmdline %q gave init %s", boot.Cmdline, a)
 	}
 }
