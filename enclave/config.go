@@ -142,12 +142,6 @@ type Config struct {
 	// nbd-enclave built with the fakensm tag (tests) sets it; no
 	// configuration file or flag can.
 	Attester nsm.Attester `json:"-"`
-
-	// luksFormat, when set, replaces crypt.Format's defaults; the
-	// integration tests use a cheap KDF because argon2id with 64 MiB takes
-	// minutes under QEMU's TCG. Machine keys get crypt.MachineKeyKDF
-	// without it (formatOptions).
-	luksFormat *crypt.FormatOptions
 }
 
 // KDF is Config.LUKSKDF, crypt.KDF with JSON names.
@@ -160,13 +154,10 @@ type KDF struct {
 	Hash       string `json:"hash,omitempty"`       // pbkdf2, default sha256
 }
 
-// formatOptions is how a first launch formats LUKS2: the tests' override,
-// else LUKSKDF, else crypt's defaults (nil).
+// formatOptions is how a first launch formats LUKS2: with LUKSKDF, else
+// crypt's defaults (nil).
 func (c Config) formatOptions() *crypt.FormatOptions {
-	switch {
-	case c.luksFormat != nil:
-		return c.luksFormat
-	case c.LUKSKDF != nil:
+	if c.LUKSKDF != nil {
 		return &crypt.FormatOptions{KDF: c.LUKSKDF.crypt()}
 	}
 	return nil

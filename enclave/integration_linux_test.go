@@ -27,7 +27,6 @@ import (
 	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
 
-	"github.com/enclave-storage/enclave-storage/crypt"
 	"github.com/enclave-storage/enclave-storage/dm"
 	"github.com/enclave-storage/enclave-storage/erofs"
 	"github.com/enclave-storage/enclave-storage/fstree"
@@ -244,7 +243,7 @@ func TestIntegrationRun(t *testing.T) {
 		VerityJSONPath: verityJSON,
 		StopGrace:      Duration(5 * time.Second),
 		// argon2id (64 MiB) takes minutes under TCG; the KDF is not under test.
-		luksFormat: &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}},
+		LUKSKDF: &KDF{Type: "pbkdf2", Iterations: 1000},
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	app := func(script string) Config {
@@ -464,8 +463,8 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 		Parent: parent, Key: "file:" + key,
 		LowerDir: filepath.Join(mnt, "lower"), UpperDir: filepath.Join(mnt, "upper"), RootDir: filepath.Join(mnt, "root"),
 		CmdlinePath: cmdline, VerityJSONPath: verityJSON,
-		App:        App{Entrypoint: []string{"/bin/sh", "-c", "echo first > /data"}, Env: []string{"PATH=/bin"}},
-		luksFormat: &crypt.FormatOptions{KDF: crypt.KDF{Type: crypt.PBKDF2, Iterations: 1000}},
+		App:     App{Entrypoint: []string{"/bin/sh", "-c", "echo first > /data"}, Env: []string{"PATH=/bin"}},
+		LUKSKDF: &KDF{Type: "pbkdf2", Iterations: 1000},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

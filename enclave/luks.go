@@ -2,8 +2,8 @@ package enclave
 
 import "github.com/enclave-storage/enclave-storage/crypt"
 
-// formatOptions is what OpenRun formats the run volume with: opts (the
-// tests' Config.luksFormat) or crypt's defaults, and, unless opts names a
+// formatOptions is what OpenRun formats the run volume with: opts (from
+// Config.LUKSKDF) or crypt's defaults, and, unless opts names a
 // KDF, crypt.MachineKeyKDF for keys of crypt.MinMachineKeyLen bytes or more.
 // Those come from a machine (kms:, random:, a key file) with full entropy,
 // so boot spends no seconds and no memory in argon2; shorter keys are
