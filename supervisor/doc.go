@@ -40,7 +40,9 @@
 //	     the last log line, "enclave ended", says which)
 //	1    nbd-parent failed: data directory, run image, exports, nitro-cli
 //	     run-enclave, a CID other than the one asked for, serving
-//	2    bad usage (flags, environment), before anything started
+//	2    bad usage or configuration (flags, environment, a missing EIF
+//	     or rootfs.img, memory below nitro-cli's floor), before anything
+//	     started
 //	3    not a clean stop: no clean "down" within grace + margin (the
 //	     enclave was terminated), or "down" reporting a failed teardown
 //	4    the enclave vanished (no longer listed by describe-enclaves)

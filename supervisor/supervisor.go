@@ -124,9 +124,12 @@ const (
 	Unclean
 	// Vanished: the enclave disappeared without "down"; exit status 4.
 	Vanished
+	// Invalid: the configuration cannot work (ErrConfig), nothing was
+	// started; exit status 2.
+	Invalid
 )
 
-var outcomeNames = [...]string{"failed", "app-exited", "stopped", "unclean", "vanished"}
+var outcomeNames = [...]string{"failed", "app-exited", "stopped", "unclean", "vanished", "invalid"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -163,6 +166,8 @@ func (r Result) ExitCode() int {
 		return ExitUnclean
 	case Vanished:
 		return ExitVanished
+	case Invalid:
+		return ExitUsage
 	}
 	return ExitFailed
 }
@@ -256,13 +261,14 @@ type run struct {
 // error, if any, says why nbd-parent failed or the enclave ended
 // uncleanly; the Result says how it ended either way.
 func (s *Supervisor) Run(ctx context.Context) (Result, error) {
-	cfg, err := s.withDefaults()
-	if err != nil {
-		return Result{Outcome: Failed}, err
-	}
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := s.withDefaults()
+	if err != nil {
+		log.Error("nbd-parent cannot start", "err", err)
+		return Result{Outcome: Invalid}, err
 	}
 	reg := s.Registry
 	if reg == nil {
@@ -283,7 +289,9 @@ func (r *run) run(ctx context.Context, reg *prometheus.Registry) (Result, error)
 	}
 	ncfg := cfg.nbdConfig()
 	if err := ncfg.Validate(); err != nil {
-		return r.fail(fmt.Errorf("%w: %w", ErrConfig, err))
+		res, err := r.fail(fmt.Errorf("%w: %w", ErrConfig, err))
+		res.Outcome = Invalid
+		return res, err
 	}
 	// Serving outlives ctx: the enclave unmounts over NBD after a stop.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))

@@ -342,7 +342,7 @@ func TestConfigErrors(t *testing.T) {
 		r := newRig(t, t.TempDir())
 		tc.edit(r.sup)
 		res, err := r.sup.Run(context.Background())
-		if !errors.Is(err, supervisor.ErrConfig) || !strings.Contains(err.Error(), tc.want) || res.ExitCode() != supervisor.ExitFailed {
+		if !errors.Is(err, supervisor.ErrConfig) || !strings.Contains(err.Error(), tc.want) || res.ExitCode() != supervisor.ExitUsage {
 			t.Errorf("%s: %+v, %v; want ErrConfig containing %q", tc.name, res, err, tc.want)
 		}
 	}

@@ -5,6 +5,12 @@
 // Usage:
 //
 //	nbd-parent [--config FILE] [--export NAME=PATH[,ro][,size=SIZE][,cid=N]...]... [--listen URL]...
+//	nbd-parent run [--eif FILE] [--data-dir DIR] [--run-size SIZE] [--cpu-count N] [--memory MIB] ...
+//
+// "nbd-parent run" is the parent's whole job in one process (package
+// supervisor): it serves the exports to the enclave's CID, starts the
+// enclave with nitro-cli, watches it and stops it cleanly on SIGTERM; its
+// exit status says how the enclave ended.
 //
 // Run "nbd-parent --help" for flags and an example. SIGINT or SIGTERM stops
 // accepting connections, lets requests in flight finish, flushes every
@@ -92,6 +98,9 @@ func main() {
 // run parses flags, serves until ctx is done and returns the exit code:
 // 0 after a clean shutdown, 1 on failure, 2 on bad usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "run" {
+		return runEnclave(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("nbd-parent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -111,16 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&forwards, "forward", "forward connections to one TCP target: `LISTEN=HOST:PORT`, e.g. vsock://:8000=kms.us-east-1.amazonaws.com:443 (repeatable)")
 	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on `URL`: vsock://[CID]:PORT[?cid=ENCLAVE_CID] or unix:///PATH, never tcp (repeatable)")
 	fs.Var(&exports, "export", "serve a file: `"+nbdconfig.ExportSyntax+"` (repeatable); cid=N serves it only to the vsock peer of CID N")
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
-			fs.SetOutput(stdout) // asked-for help goes to stdout
-		}
+	if wantsHelp(args) {
+		fs.SetOutput(stdout) // asked-for help goes to stdout
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nbd-parent [flags]\n\nServe files as NBD exports to an enclave over vsock, TCP or unix sockets.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: nbd-parent [flags]\n       nbd-parent run [flags]   (run an enclave too: nbd-parent run --help)\n\nServe files as NBD exports to an enclave over vsock, TCP or unix sockets.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprint(fs.Output(), example)
 	}
