@@ -21,6 +21,10 @@
 // line. Output is read up to [MaxOutput] bytes: a larger answer is an
 // error, not an allocation.
 //
+// [PeerCID] is the CID an enclave started with --enclave-cid N has as the
+// parent's vsock peer: N, or, built with the fakenitro tag for the
+// integration VM's fake nitro-cli, the loopback CID 1.
+//
 // [MinMemoryMiB] is nitro-cli's own floor for --memory: four times the EIF
 // file's size (ENCLAVE_MEMORY_EIF_SIZE_RATIO in
 // src/enclave_proc/resource_manager.rs), rounded up to whole MiB.

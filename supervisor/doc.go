@@ -16,7 +16,10 @@
 //     reports another CID, the supervisor does not rebind: the enclave
 //     may already have been refused its exports by then, and a rebind would
 //     open a window in which the wrong peer holds them. It terminates the
-//     enclave and fails (exit status 1), naming both CIDs.
+//     enclave and fails (exit status 1), naming both CIDs. (The CID a
+//     peer has is nitrocli.PeerCID of the requested one: itself, or with
+//     the fakenitro build tag, used with the integration VM's fake
+//     nitro-cli, the vsock loopback CID 1 every enclave there has.)
 //  3. nitro-cli run-enclave (package nitrocli) starts it; in debug mode
 //     nitro-cli console streams its console to stdout.
 //  4. The supervisor watches it: describe-enclaves every PollInterval, and

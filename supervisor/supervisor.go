@@ -196,8 +196,11 @@ func (s *Supervisor) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch {
-	case c.CID == 0xffffffff || c.CID == 2:
-		return bad("CID %d names the host or any peer, not an enclave", c.CID)
+	case c.CID <= 3 || c.CID == 0xffffffff:
+		// nitro-cli's parse_enclave_cid refuses 1, 2 and -1U, its
+		// VMADDR_CID_PARENT is 3; 0 (nitro-cli picks one) would leave
+		// the exports unbound until it answered.
+		return bad("CID %d is a well-known CID or the parent's, not an enclave's", c.CID)
 	case c.CPUCount < 1:
 		return bad("CPU count %d", c.CPUCount)
 	case c.RunSize <= 0:
@@ -224,7 +227,7 @@ func (s *Supervisor) withDefaults() (Config, error) {
 
 // nbdConfig is what parentd serves for c.
 func (c *Config) nbdConfig() *nbdconfig.Config {
-	cids := []uint32{c.CID}
+	cids := []uint32{nitrocli.PeerCID(c.CID)}
 	return &nbdconfig.Config{
 		Listen:        c.Listen,
 		DefaultExport: "image",
@@ -325,8 +328,8 @@ func (r *run) run(ctx context.Context, reg *prometheus.Registry) (Result, error)
 	}
 	r.res.EnclaveID = ri.EnclaveID
 	r.log.Info("enclave started", "enclave_id", ri.EnclaveID, "cid", ri.EnclaveCID, "cpu_ids", ri.CPUIDs, "memory_mib", ri.MemoryMiB)
-	if ri.EnclaveCID != uint64(cfg.CID) {
-		err := fmt.Errorf("nitro-cli started the enclave with CID %d, not the %d its exports are bound to", ri.EnclaveCID, cfg.CID)
+	if peer := nitrocli.PeerCID(cfg.CID); ri.EnclaveCID != uint64(peer) {
+		err := fmt.Errorf("nitro-cli started the enclave with CID %d, not the %d its exports are bound to", ri.EnclaveCID, peer)
 		r.log.Error("wrong CID; terminating the enclave", "err", err)
 		r.terminate()
 		r.res.Outcome = Failed
@@ -376,7 +379,7 @@ func (r *run) control(ctx context.Context) {
 	var c Controller
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		var err error
-		if c, err = r.Dial(ctx, r.cfg.CID); err == nil {
+		if c, err = r.Dial(ctx, nitrocli.PeerCID(r.cfg.CID)); err == nil {
 			break
 		}
 		r.log.Debug("control channel not up yet", "err", err)
@@ -386,7 +389,7 @@ func (r *run) control(ctx context.Context) {
 		case <-time.After(delay):
 		}
 	}
-	r.log.Info("control channel connected", "cid", r.cfg.CID)
+	r.log.Info("control channel connected", "cid", nitrocli.PeerCID(r.cfg.CID))
 	r.mu.Lock()
 	r.ctl = c
 	r.mu.Unlock()

@@ -338,6 +338,8 @@ func TestConfigErrors(t *testing.T) {
 		{"no rootfs", func(s *supervisor.Supervisor) { os.Remove(filepath.Join(filepath.Dir(s.EIF), "rootfs.img")) }, "image export"},
 		{"no run size", func(s *supervisor.Supervisor) { s.RunSize = 0 }, "run image size"},
 		{"host CID", func(s *supervisor.Supervisor) { s.CID = 2 }, "CID 2"},
+		{"parent CID", func(s *supervisor.Supervisor) { s.CID = 3 }, "CID 3"},
+		{"any CID", func(s *supervisor.Supervisor) { s.CID = 0xffffffff }, "CID 4294967295"},
 	} {
 		r := newRig(t, t.TempDir())
 		tc.edit(r.sup)
