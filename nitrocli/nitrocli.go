@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -112,43 +113,32 @@ var ErrOutput = errors.New("nitrocli: unexpected output")
 
 // ParseRunInfo parses run-enclave's stdout.
 func ParseRunInfo(b []byte) (RunInfo, error) {
-	var ri RunInfo
-	if err := decode(b, &ri); err != nil {
-		return RunInfo{}, err
-	}
-	if ri.EnclaveID == "" {
-		return RunInfo{}, fmt.Errorf("%w: run-enclave: no EnclaveID", ErrOutput)
-	}
-	return ri, nil
+	return parse(b, "run-enclave", func(ri RunInfo) bool { return ri.EnclaveID != "" })
 }
 
 // ParseDescribe parses describe-enclaves' stdout, a JSON array.
 func ParseDescribe(b []byte) ([]EnclaveInfo, error) {
-	var es []EnclaveInfo
-	if err := decode(b, &es); err != nil {
-		return nil, err
-	}
-	if es == nil {
-		return nil, fmt.Errorf("%w: describe-enclaves: want a JSON array", ErrOutput)
-	}
-	for _, e := range es {
-		if e.EnclaveID == "" {
-			return nil, fmt.Errorf("%w: describe-enclaves: an enclave without EnclaveID", ErrOutput)
-		}
-	}
-	return es, nil
+	return parse(b, "describe-enclaves", func(es []EnclaveInfo) bool {
+		return es != nil && !slices.ContainsFunc(es, func(e EnclaveInfo) bool { return e.EnclaveID == "" })
+	})
 }
 
 // ParseTerminate parses terminate-enclave's stdout.
 func ParseTerminate(b []byte) (TerminateInfo, error) {
-	var ti TerminateInfo
-	if err := decode(b, &ti); err != nil {
-		return TerminateInfo{}, err
+	return parse(b, "terminate-enclave", func(ti TerminateInfo) bool { return ti.EnclaveID != "" })
+}
+
+// parse decodes command's answer and checks it with ok: every enclave
+// named, an array where nitro-cli prints one.
+func parse[T any](b []byte, command string, ok func(T) bool) (T, error) {
+	var v, zero T
+	if err := decode(b, &v); err != nil {
+		return zero, err
 	}
-	if ti.EnclaveID == "" {
-		return TerminateInfo{}, fmt.Errorf("%w: terminate-enclave: no EnclaveID", ErrOutput)
+	if !ok(v) {
+		return zero, fmt.Errorf("%w: %s: no EnclaveID, or not the JSON nitro-cli prints", ErrOutput, command)
 	}
-	return ti, nil
+	return v, nil
 }
 
 // decode reads exactly one JSON value from b, which is bounded by the
