@@ -23,6 +23,7 @@ var (
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
 	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
+	hostRoot  = flag.String("vm.hostroot", "/", "host directory shared read-only with the VM, whose usr/ tests run host tools from (itest.HostTool); \"\" shares none")
 	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
 	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
@@ -107,7 +108,7 @@ func TestVM(t *testing.T) {
 		if err := os.Truncate(scratch, 64<<20); err != nil {
 			t.Fatal(err)
 		}
-		vm := &VM{Accel: *vmAccel, Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share}
+		vm := &VM{Accel: *vmAccel, Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share, HostRoot: *hostRoot}
 		rep, runErr = vm.Run(ctx, console)
 	}
 	console.flush()
