@@ -143,7 +143,8 @@ func TestVM(t *testing.T) {
 	// The enclave's first launch left its run image's head in the share:
 	// cryptsetup, outside the VM, must accept the header (issue: the run
 	// image stays usable by standard tools).
-	if _, ok := tests["integration-e2e"]; ok && rep.Done && !t.Failed() {
+	// A -guest.run that leaves out the first launch leaves no run image.
+	if _, ok := tests["integration-e2e"]; ok && rep.Done && !t.Failed() && *guestRun == "" {
 		if _, err := exec.LookPath("cryptsetup"); err != nil {
 			t.Log("cryptsetup not installed: host-side check of the run image skipped")
 		} else if dump, err := e2e.CheckRunImage(context.Background(), share); err != nil {
