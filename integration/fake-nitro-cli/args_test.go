@@ -100,7 +100,9 @@ func TestParseRunArgs(t *testing.T) {
 		check func(runArgs) bool
 	}{
 		{[]string{"--eif-path", "e.eif", "--cpu-count", "2", "--memory", "1G", "--debug-mode"}, 0,
-			func(a runArgs) bool { return a.EIFPath == "e.eif" && *a.CPUCount == 2 && a.MemoryMiB == 1024 && a.DebugMode }},
+			func(a runArgs) bool {
+				return a.EIFPath == "e.eif" && *a.CPUCount == 2 && a.MemoryMiB == 1024 && a.DebugMode
+			}},
 		{[]string{"--eif-path", "e.eif", "--cpu-ids", "1,3", "--memory", "64", "--enclave-cid", "16", "--attach-console"}, 0,
 			func(a runArgs) bool { return len(a.CPUIDs) == 2 && *a.EnclaveCID == 16 && a.DebugMode }},
 		{[]string{"--cpu-count", "2", "--memory", "64"}, eMissingArgument, nil},
