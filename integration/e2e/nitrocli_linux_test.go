@@ -212,4 +212,3 @@ func TestNitroCLI(t *testing.T) {
 		}
 	})
 }
-

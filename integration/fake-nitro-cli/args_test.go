@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -143,5 +144,31 @@ func TestRunEnclaveRefusals(t *testing.T) {
 	}
 	if l, err := st.list(); len(l) != 0 || err != nil {
 		t.Errorf("after refusals: %v, %v", l, err)
+	}
+}
+
+// TestDescribeJSON: describe-enclaves' objects carry EnclaveRunInfo's
+// fields flat, then State, Flags and Measurements, as nitro-cli's do.
+func TestDescribeJSON(t *testing.T) {
+	e := &enclave{Name: "app", ID: idPrefix + "1", ProcPID: 42, CPUs: 2, CPUIDs: []uint32{1, 2}, Memory: 512}
+	var b bytes.Buffer
+	if err := printJSON(&b, []describeInfo{{runInfo: e.runInfo(), State: "RUNNING", Flags: "NONE"}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"EnclaveName", "EnclaveID", "ProcessID", "EnclaveCID", "NumberOfCPUs", "CPUIDs", "MemoryMiB", "State", "Flags", "Measurements"}
+	if len(got) != 1 || len(got[0]) != len(want) {
+		t.Fatalf("%s", b.String())
+	}
+	for _, k := range want {
+		if _, ok := got[0][k]; !ok {
+			t.Errorf("no %s in %s", k, b.String())
+		}
+	}
+	if got[0]["EnclaveCID"] != float64(1) || !strings.HasPrefix(b.String(), "[\n  {\n    \"EnclaveName\": \"app\",") {
+		t.Errorf("%s", b.String())
 	}
 }

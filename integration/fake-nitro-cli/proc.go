@@ -209,14 +209,9 @@ func terminateEnclave(st state, args []string, stdout io.Writer) error {
 }
 
 // describeInfo is nitro-cli's EnclaveDescribeInfo (without --metadata).
+// Its first fields are EnclaveRunInfo's.
 type describeInfo struct {
-	EnclaveName  string   `json:"EnclaveName"`
-	EnclaveID    string   `json:"EnclaveID"`
-	ProcessID    int      `json:"ProcessID"`
-	EnclaveCID   uint64   `json:"EnclaveCID"`
-	NumberOfCPUs int      `json:"NumberOfCPUs"`
-	CPUIDs       []uint32 `json:"CPUIDs"`
-	MemoryMiB    uint64   `json:"MemoryMiB"`
+	runInfo
 	State        string   `json:"State"`
 	Flags        string   `json:"Flags"`
 	Measurements eif.PCRs `json:"Measurements"`
@@ -238,9 +233,7 @@ func describeEnclaves(st state, args []string, stdout io.Writer) error {
 		if e.Debug {
 			flags = "DEBUG_MODE"
 		}
-		out = append(out, describeInfo{EnclaveName: e.Name, EnclaveID: e.ID, ProcessID: e.ProcPID,
-			EnclaveCID: LoopbackCID, NumberOfCPUs: e.CPUs, CPUIDs: e.CPUIDs, MemoryMiB: e.Memory,
-			State: "RUNNING", Flags: flags, Measurements: e.PCRs})
+		out = append(out, describeInfo{runInfo: e.runInfo(), State: "RUNNING", Flags: flags, Measurements: e.PCRs})
 	}
 	return printJSON(stdout, out)
 }

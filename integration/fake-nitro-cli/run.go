@@ -52,6 +52,12 @@ type runInfo struct {
 	MemoryMiB    uint64   `json:"MemoryMiB"`
 }
 
+// runInfo is what run-enclave prints of e.
+func (e *enclave) runInfo() runInfo {
+	return runInfo{EnclaveName: e.Name, EnclaveID: e.ID, ProcessID: e.ProcPID,
+		EnclaveCID: LoopbackCID, NumberOfCPUs: e.CPUs, CPUIDs: e.CPUIDs, MemoryMiB: e.Memory}
+}
+
 // LoopbackCID is the CID every enclave reports: in the VM all vsock
 // peers are the loopback.
 const LoopbackCID = 1
@@ -304,8 +310,7 @@ func runEnclave(st state, args []string, stdout io.Writer) error {
 		kill(e)
 		return fail(eEnclaveBoot, "Enclave boot failure. Waiting on enclave to boot failed with error %v", err)
 	}
-	if err := printJSON(stdout, runInfo{EnclaveName: e.Name, EnclaveID: e.ID, ProcessID: e.ProcPID,
-		EnclaveCID: LoopbackCID, NumberOfCPUs: e.CPUs, CPUIDs: e.CPUIDs, MemoryMiB: e.Memory}); err != nil {
+	if err := printJSON(stdout, e.runInfo()); err != nil {
 		return err
 	}
 	if a.AttachConsole {
