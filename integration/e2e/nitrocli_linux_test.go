@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/vsock"
 
 	"github.com/enclave-storage/enclave-storage/eif"
 	"github.com/enclave-storage/enclave-storage/integration/itest"
@@ -182,9 +185,30 @@ func TestNitroCLI(t *testing.T) {
 	})
 
 	scenario(t, "nitro-cli-terminate", func(t *testing.T) {
-		// nbd-parent stopped: the enclave waits for its exports, so the
-		// SIGKILL leaves no NBD or device-mapper devices behind.
+		// In nbd-parent's place a listener that accepts and says nothing:
+		// the enclave waits in the NBD handshake, so the SIGKILL leaves no
+		// NBD or device-mapper devices behind in the VM.
 		p.stop(t)
+		l, err := vsock.Listen(r.port, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		accepted := make(chan net.Conn, 4)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		defer func() {
+			for len(accepted) > 0 {
+				(<-accepted).Close()
+			}
+		}()
 		stdout, _ := nitro(t, 0, "run-enclave", "--eif-path", eifPath, "--cpu-count", "1", "--memory", mem, "--enclave-name", "second")
 		var run nitroRun
 		if err := json.Unmarshal([]byte(stdout), &run); err != nil {
@@ -197,6 +221,15 @@ func TestNitroCLI(t *testing.T) {
 		_, stderr := nitro(t, 44, "console", "--enclave-id", run.EnclaveID)
 		if !strings.Contains(stderr, "[ E44 ]") || !strings.Contains(stderr, "--debug-mode") {
 			t.Errorf("console of a non-debug enclave: %s", stderr)
+		}
+		select {
+		case c := <-accepted:
+			accepted <- c
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the enclave did not dial its parent")
+		}
+		if d := describe(t); len(d) != 1 {
+			t.Fatalf("describe-enclaves while the enclave waits for its parent: %+v", d)
 		}
 		stdout, _ = nitro(t, 0, "terminate-enclave", "--enclave-id", run.EnclaveID)
 		var term struct {

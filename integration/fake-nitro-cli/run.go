@@ -327,16 +327,13 @@ func awaitHeartbeat(l net.Listener, exited <-chan error, timeout time.Duration) 
 	type result struct{ err error }
 	got := make(chan result, 1)
 	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				got <- result{err}
-				return
-			}
-			// Each connection must carry the heartbeat; a wrong byte fails.
-			got <- result{heartbeat.Echo(ctx, c)}
+		c, err := l.Accept()
+		if err != nil {
+			got <- result{err}
 			return
 		}
+		// The first connection must carry the heartbeat; a wrong byte fails.
+		got <- result{heartbeat.Echo(ctx, c)}
 	}()
 	select {
 	case r := <-got:
