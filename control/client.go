@@ -75,9 +75,15 @@ func withDeadline(ctx context.Context, set func(time.Time) error) func() {
 	if d, ok := ctx.Deadline(); ok {
 		set(d)
 	}
-	stop := context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		set(time.Unix(1, 0))
+		close(fired)
+	})
 	return func() {
-		stop()
+		if !stop() {
+			<-fired // it ran: clear the deadline after it, not before
+		}
 		set(time.Time{})
 	}
 }

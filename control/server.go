@@ -25,6 +25,9 @@ const (
 	writeTimeout = 10 * time.Second
 	// maxErrorText bounds an event's error text so that it fits a line.
 	maxErrorText = 1024
+	// MaxClients bounds the connections served at once; more are closed
+	// on accept (normally the supervisor holds one).
+	MaxClients = 8
 )
 
 // Server is the enclave's end: it accepts control connections, turns the
@@ -132,8 +135,12 @@ type client struct {
 func (s *Server) admit(conn net.Conn) {
 	c := &client{conn: conn, out: make(chan []byte, queueLen)}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || len(s.clients) >= MaxClients {
+		full := !s.closed
 		s.mu.Unlock()
+		if full {
+			s.log.Warn("control: too many connections; closing", "remote", conn.RemoteAddr(), "max", MaxClients)
+		}
 		conn.Close()
 		return
 	}
@@ -188,7 +195,8 @@ func (s *Server) read(c *client) {
 		}
 		s.mu.Unlock()
 		if !first {
-			s.log.Info("control: stop requested again; already stopping", "remote", c.conn.RemoteAddr())
+			// Debug: a parent repeating itself must not flood the log.
+			s.log.Debug("control: stop requested again; already stopping", "remote", c.conn.RemoteAddr())
 			continue
 		}
 		s.log.Info("control: stop requested", "remote", c.conn.RemoteAddr(), "grace", g, "grace_given", set)

@@ -253,3 +253,29 @@ func TestClientContext(t *testing.T) {
 		t.Fatalf("Next past its deadline: %v", err)
 	}
 }
+
+// TestMaxClients: connections past MaxClients are closed without a hello;
+// one freed slot is usable again.
+func TestMaxClients(t *testing.T) {
+	_, dial := serve(t, nil)
+	var cs []*Client
+	for i := 0; i < MaxClients; i++ {
+		c := NewClient(dial())
+		expect(t, c, Event{Event: EventHello, Version: Version})
+		cs = append(cs, c)
+	}
+	expectEOF(t, NewClient(dial()))
+	cs[0].Close()
+	ctx := ctxT(t)
+	for {
+		// The server notices the close asynchronously.
+		c := NewClient(dial())
+		if ev, err := c.Next(ctx); err == nil && ev.Event == EventHello {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no slot freed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
