@@ -23,7 +23,7 @@ var (
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
 	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm,integration/fake-nitro-cli", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG; DIR/NAME builds ./DIR/NAME; integration/fake-nitro-cli is installed as nitro-cli")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
-	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
+	vmTimeout = flag.Duration("vm.timeout", 20*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
 	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
 )

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -81,13 +82,18 @@ func events(t *testing.T, ctx context.Context, c *control.Client) (names []strin
 func TestControlStop(t *testing.T) {
 	r := newRig(t)
 	r.port = 21100
+	// A cheap keyslot KDF: argon2id's 64 MiB cost minutes per launch
+	// under TCG, and the KDF is not what this test is about.
+	conf := filepath.Join(r.dir, "control.json")
+	write(t, conf, `{"luks_kdf": {"type": "pbkdf2", "iterations": 1000}}`)
+	cheap := launch{flags: []string{"--config", conf}}
 	p := r.parent(t, r.img)
 	defer p.stop(t)
 
 	scenario(t, "control-stop-before-app", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		e, _ := r.enclave(t, launch{}, termApp)
+		e, _ := r.enclave(t, cheap, termApp)
 		c := dialControl(t, ctx)
 		defer c.Close()
 		if err := c.Stop(ctx, 0); err != nil {
@@ -110,7 +116,7 @@ func TestControlStop(t *testing.T) {
 	scenario(t, "control-stop", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		e, _ := r.enclave(t, launch{}, termApp)
+		e, _ := r.enclave(t, cheap, termApp)
 		e.waitFor(t, appStarted, 4*time.Minute)
 		time.Sleep(500 * time.Millisecond) // a few writes
 		c := dialControl(t, ctx)
@@ -139,7 +145,7 @@ func TestControlStop(t *testing.T) {
 		contains(t, e, "trapped", "stop requested by the parent", "grace=3s")
 		e.waitFor(t, regexp.MustCompile(`msg="application exited" status=0 stopping=true`), time.Second)
 
-		e, _ = r.enclave(t, launch{}, termMarkerApp)
+		e, _ = r.enclave(t, cheap, termMarkerApp)
 		if rc := e.wait(t, 4*time.Minute); rc != 0 {
 			t.Fatalf("second launch exited %d:\n%s", rc, e.out.String())
 		}
