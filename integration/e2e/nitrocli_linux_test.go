@@ -146,8 +146,11 @@ func TestNitroCLI(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		t0 := time.Now()
-		stdout, _ := nitro(t, 0, "run-enclave", "--eif-path", eifPath, "--cpu-count", "2", "--memory", mem, "--debug-mode", "--enclave-cid", "16")
+		stdout, stderr := nitro(t, 0, "run-enclave", "--eif-path", eifPath, "--cpu-count", "2", "--memory", mem, "--debug-mode", "--enclave-cid", "16")
 		t.Logf("run-enclave answered in %v:\n%s", time.Since(t0).Round(time.Millisecond), stdout)
+		if want := "Started enclave with enclave-cid: 1, memory: " + mem + " MiB, cpu-ids: [1, 2]"; !strings.Contains(stderr, want) {
+			t.Errorf("run-enclave's stderr lacks %q:\n%s", want, stderr)
+		}
 		var run nitroRun
 		if err := json.Unmarshal([]byte(stdout), &run); err != nil {
 			t.Fatal(err)

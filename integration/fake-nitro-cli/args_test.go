@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,7 +138,7 @@ func TestRunEnclaveRefusals(t *testing.T) {
 		{[]string{"--eif-path", filepath.Join(dir, "missing.eif"), "--cpu-count", "2", "--memory", "64"}, eFileOperation},
 	} {
 		var out bytes.Buffer
-		err := runEnclave(st, tc.args, &out)
+		err := runEnclave(st, tc.args, &out, io.Discard)
 		if code(err) != tc.code || out.Len() != 0 {
 			t.Errorf("%q: %v (printed %q), want E%d", tc.args, err, out.String(), tc.code)
 		}

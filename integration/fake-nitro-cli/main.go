@@ -28,6 +28,8 @@
 //     terminating the enclave when it does not come within one minute per
 //     6 GiB of EIF plus one per 100 GiB of memory
 //     (calculate_necessary_timeout, eif_loader's enclave_ready);
+//   - the progress lines on stderr ("Start allocating memory...",
+//     "Started enclave with enclave-cid: ..."), so stdout is the JSON only;
 //   - the JSON it prints, pretty with two-space indents: EnclaveRunInfo,
 //     EnclaveDescribeInfo (State "RUNNING", Flags "DEBUG_MODE" or "NONE",
 //     Measurements), EnclaveTerminateInfo (src/common/json_output.rs,
@@ -75,7 +77,7 @@ func main() {
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "run-enclave":
-		err = runEnclave(st, args, os.Stdout)
+		err = runEnclave(st, args, os.Stdout, os.Stderr)
 	case "describe-enclaves":
 		err = describeEnclaves(st, args, os.Stdout)
 	case "terminate-enclave":

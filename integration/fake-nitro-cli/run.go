@@ -222,7 +222,7 @@ func bootTimeout(eifSize int64, memMiB uint64) time.Duration {
 	return time.Duration(a+b) * time.Minute
 }
 
-func runEnclave(st state, args []string, stdout io.Writer) error {
+func runEnclave(st state, args []string, stdout, stderr io.Writer) error {
 	a, err := parseRunArgs(args)
 	if err != nil {
 		return err
@@ -275,6 +275,9 @@ func runEnclave(st state, args []string, stdout io.Writer) error {
 		return fail(eFileOperation, "File operation failure. %v", err)
 	}
 
+	// nitro-cli's progress lines go to stderr; stdout is the JSON only.
+	fmt.Fprintln(stderr, "Start allocating memory...")
+
 	// As nitro-cli: the heartbeat listener exists before the enclave starts.
 	l, err := vsock.Listen(heartbeat.DefaultPort, nil)
 	if err != nil {
@@ -302,6 +305,11 @@ func runEnclave(st state, args []string, stdout io.Writer) error {
 	if err := e.save(); err != nil {
 		return err
 	}
+	ids := make([]string, len(e.CPUIDs))
+	for i, id := range e.CPUIDs {
+		ids[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	fmt.Fprintf(stderr, "Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]\n", LoopbackCID, e.Memory, strings.Join(ids, ", "))
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
