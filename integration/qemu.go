@@ -32,6 +32,12 @@ type VM struct {
 	// ShareDir, when set, is exported read-write over 9p with mount tag
 	// "out"; /init mounts it on /out and tests find it as itest.OutDir.
 	ShareDir string
+	// HostRoot, when set, is exported read-only over 9p with mount tag
+	// "hostroot": /init mounts it on /host and binds its /usr on the
+	// guest's /usr, so tests can run the host's dynamically linked tools
+	// (nbdkit, fio, cryptsetup) as peers and oracles, found through
+	// itest.HostTool. Nothing in the guest can write the host through it.
+	HostRoot string
 	// Append is added to the kernel command line.
 	Append string
 	// Cmdline, when set, is the whole kernel command line instead of the
@@ -87,6 +93,9 @@ func (vm *VM) Run(ctx context.Context, console io.Writer) (Report, error) {
 	}
 	if vm.ShareDir != "" {
 		args = append(args, "-virtfs", "local,path="+vm.ShareDir+",mount_tag=out,security_model=none")
+	}
+	if vm.HostRoot != "" {
+		args = append(args, "-virtfs", "local,path="+vm.HostRoot+",mount_tag=hostroot,security_model=none,readonly=on")
 	}
 
 	cmd := exec.CommandContext(ctx, qemu, args...)

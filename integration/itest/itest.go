@@ -1,7 +1,11 @@
 package itest
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -15,6 +19,10 @@ const (
 	// EnvScratch names a scratch block device whose content the host
 	// reads after the run (a virtio-blk drive in the VM).
 	EnvScratch = "INTEGRATION_SCRATCH"
+	// EnvHostTools is a PATH-like list of directories holding the host's
+	// own (dynamically linked) programs, runnable in the VM: the harness
+	// shares the host's root read-only and binds its /usr.
+	EnvHostTools = "INTEGRATION_HOST_TOOLS"
 )
 
 // What the rig test leaves for the harness to check on the host after the
@@ -67,3 +75,28 @@ func OutDir() string { return os.Getenv(EnvOut) }
 // ScratchDevice returns the scratch block device the host reads after the
 // run, or "" when there is none (host mode).
 func ScratchDevice() string { return os.Getenv(EnvScratch) }
+
+// HostTool returns the path of the host's program name: in the VM, from
+// the directories in $INTEGRATION_HOST_TOOLS; elsewhere (host mode, a
+// developer's go test), from PATH. The error says where it looked.
+func HostTool(name string) (string, error) {
+	dirs := os.Getenv(EnvHostTools)
+	if dirs == "" {
+		return exec.LookPath(name)
+	}
+	for _, d := range filepath.SplitList(dirs) {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not in %s=%s: %w", name, EnvHostTools, dirs, errors.ErrUnsupported)
+}
+
+// NeedHostTool is Need for a host program (HostTool): it returns its path.
+func NeedHostTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := HostTool(name)
+	Need(t, name, err)
+	return p
+}

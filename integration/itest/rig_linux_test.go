@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -155,5 +156,26 @@ func TestOverlayMount(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "upper", "a")); string(b) != "upper" {
 		t.Errorf("copy-up file holds %q, want %q", b, "upper")
+	}
+}
+
+// TestHostTools runs the host's dynamically linked peers and oracles from
+// the read-only host share: each must start and print its version, which
+// proves the loader, its libraries and ld.so.cache resolve in the guest.
+func TestHostTools(t *testing.T) {
+	for _, tt := range []struct{ name, arg, want string }{
+		{"nbdkit", "--version", "nbdkit"},
+		{"nbdinfo", "--version", "nbdinfo"},
+		{"fio", "--version", "fio-"},
+		{"veritysetup", "--version", "veritysetup"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NeedHostTool(t, tt.name)
+			out, err := exec.Command(p, tt.arg).CombinedOutput()
+			if err != nil || !bytes.Contains(out, []byte(tt.want)) {
+				t.Fatalf("%s %s: %v\n%s", p, tt.arg, err, out)
+			}
+			t.Logf("%s: %s", p, bytes.TrimSpace(out))
+		})
 	}
 }
