@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/enclave-storage/enclave-storage/control"
 	"github.com/enclave-storage/enclave-storage/nbd"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdconfig"
 	"github.com/enclave-storage/enclave-storage/nitrocli"
@@ -455,9 +456,9 @@ func (r *run) watch(ctx context.Context, d *parentd.Daemon) (Result, error) {
 func (r *run) event(ev Event, stopping bool) (done bool, res Result, err error) {
 	r.log.Info("enclave event", "event", ev.Event, "status", statusAttr(ev.Status), "clean", ev.Clean, "error", ev.Error)
 	switch ev.Event {
-	case "app-exited":
+	case control.EventAppExited:
 		r.appExited = ev.Status
-	case "down":
+	case control.EventDown:
 		if ev.Status != nil {
 			r.appExited = ev.Status
 		}
