@@ -269,41 +269,31 @@ func (x *Exec) run(ctx context.Context, args ...string) ([]byte, error) {
 
 // RunEnclave runs "nitro-cli run-enclave".
 func (x *Exec) RunEnclave(ctx context.Context, o RunOptions) (RunInfo, error) {
-	out, err := x.run(ctx, o.Args()...)
-	if err != nil {
-		return RunInfo{}, err
-	}
-	ri, err := ParseRunInfo(out)
-	if err != nil {
-		return RunInfo{}, fmt.Errorf("nitro-cli run-enclave: %w", err)
-	}
-	return ri, nil
+	return answer(ctx, x, ParseRunInfo, o.Args()...)
 }
 
 // DescribeEnclaves runs "nitro-cli describe-enclaves".
 func (x *Exec) DescribeEnclaves(ctx context.Context) ([]EnclaveInfo, error) {
-	out, err := x.run(ctx, "describe-enclaves")
-	if err != nil {
-		return nil, err
-	}
-	es, err := ParseDescribe(out)
-	if err != nil {
-		return nil, fmt.Errorf("nitro-cli describe-enclaves: %w", err)
-	}
-	return es, nil
+	return answer(ctx, x, ParseDescribe, "describe-enclaves")
 }
 
 // TerminateEnclave runs "nitro-cli terminate-enclave --enclave-id ID".
 func (x *Exec) TerminateEnclave(ctx context.Context, id string) (TerminateInfo, error) {
-	out, err := x.run(ctx, "terminate-enclave", "--enclave-id", id)
+	return answer(ctx, x, ParseTerminate, "terminate-enclave", "--enclave-id", id)
+}
+
+// answer runs nitro-cli with args and parses its stdout with parse.
+func answer[T any](ctx context.Context, x *Exec, parse func([]byte) (T, error), args ...string) (T, error) {
+	var zero T
+	out, err := x.run(ctx, args...)
 	if err != nil {
-		return TerminateInfo{}, err
+		return zero, err
 	}
-	ti, err := ParseTerminate(out)
+	v, err := parse(out)
 	if err != nil {
-		return TerminateInfo{}, fmt.Errorf("nitro-cli terminate-enclave: %w", err)
+		return zero, fmt.Errorf("nitro-cli %s: %w", args[0], err)
 	}
-	return ti, nil
+	return v, nil
 }
 
 // Console runs "nitro-cli console --enclave-id ID" with its stdout on w,

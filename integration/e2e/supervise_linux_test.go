@@ -171,21 +171,6 @@ func startConsole(t *testing.T, name string, args ...string) (p, console *proc) 
 	p = &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
 	console = &proc{cmd: p.cmd, done: p.done}
 	p.cmd.Stdout, p.cmd.Stderr = &console.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		console.err = p.err
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.start(t)
 	return p, console
 }
