@@ -49,20 +49,22 @@ type ImageOptions struct {
 	Base string
 }
 
-// ImageEntrypoint is the command the image runs: nbd-parent serving the
-// verity image read-only and the run image, created in the data volume on
-// first start, over vsock on the port nbd-enclave dials by default. It
-// does not start the enclave: run nitro-cli run-enclave with
-// /enclave/enclave.eif next to it.
+// ImageEntrypoint is the command the image runs: "nbd-parent run", the
+// parent's whole job in one process (package supervisor). It creates the
+// run image of runSize in the data volume on first start, serves it and
+// the verity image to the enclave's CID, starts the enclave from
+// /enclave/enclave.eif with nitro-cli and stops it cleanly on SIGTERM, so
+// that "docker run --device /dev/nitro_enclaves -v data:/var/lib/enclave
+// IMAGE" is the deployment. CPUs, memory, CID and debug mode come from
+// the ENCLAVE_* environment or flags appended after IMAGE.
 func ImageEntrypoint(runSize string) []string {
 	if runSize == "" {
 		runSize = DefaultRunSize
 	}
-	return []string{ImageParentPath,
-		"--listen", "vsock://:10809",
-		"--export", "image=" + ImageEnclaveDir + "/" + RootfsFile + ",ro",
-		"--export", "run=" + ImageDataDir + "/run.img,size=" + runSize,
-		"--default", "image",
+	return []string{ImageParentPath, "run",
+		"--eif", ImageEnclaveDir + "/" + EIFFile,
+		"--data-dir", ImageDataDir,
+		"--run-size", runSize,
 	}
 }
 

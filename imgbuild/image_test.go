@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -36,12 +35,12 @@ func TestWriteImageRefuses(t *testing.T) {
 
 func TestImageEntrypoint(t *testing.T) {
 	for _, tc := range []struct{ size, want string }{
-		{"", "run=/var/lib/enclave/run.img,size=" + imgbuild.DefaultRunSize},
-		{"1G", "run=/var/lib/enclave/run.img,size=1G"},
+		{"", "/usr/bin/nbd-parent run --eif /enclave/enclave.eif --data-dir /var/lib/enclave --run-size " + imgbuild.DefaultRunSize},
+		{"1G", "/usr/bin/nbd-parent run --eif /enclave/enclave.eif --data-dir /var/lib/enclave --run-size 1G"},
 	} {
-		ep := imgbuild.ImageEntrypoint(tc.size)
-		if ep[0] != imgbuild.ImageParentPath || !slices.Contains(ep, tc.want) || !slices.Contains(ep, "image=/enclave/rootfs.img,ro") {
-			t.Errorf("ImageEntrypoint(%q) = %q", tc.size, ep)
+		// nbd-parent run's flag names (cmd/nbd-parent TestRunHelp).
+		if ep := strings.Join(imgbuild.ImageEntrypoint(tc.size), " "); ep != tc.want {
+			t.Errorf("ImageEntrypoint(%q) = %q, want %q", tc.size, ep, tc.want)
 		}
 	}
 }

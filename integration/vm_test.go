@@ -21,7 +21,7 @@ var (
 	hostMode  = flag.Bool("host", false, "run the test binaries directly on this (privileged, modules loaded) host instead of in the microVM")
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
-	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm,integration/fake-nitro-cli", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG; DIR/NAME builds ./DIR/NAME; integration/fake-nitro-cli is installed as nitro-cli")
+	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm,nbd-parent+fakenitro,integration/fake-nitro-cli", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG; DIR/NAME builds ./DIR/NAME; integration/fake-nitro-cli is installed as nitro-cli")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	hostRoot  = flag.String("vm.hostroot", "/", "host directory shared read-only with the VM, whose usr/ tests run host tools from (itest.HostTool); \"\" shares none")
 	vmTimeout = flag.Duration("vm.timeout", 20*time.Minute, "give up on the VM after this long")

@@ -14,33 +14,9 @@ import (
 	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdtest"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
-	"github.com/mdlayher/vsock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
-
-// cidListener is a TCP listener whose connections report a vsock remote
-// address of a chosen CID, as vsock.Listener's do: the server's peer check
-// runs as it does on vsock, with no vsock transport needed.
-type cidListener struct {
-	net.Listener
-	cid uint32
-}
-
-func (l cidListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return cidConn{c, &vsock.Addr{ContextID: l.cid, Port: 1024}}, nil
-}
-
-type cidConn struct {
-	net.Conn
-	remote *vsock.Addr
-}
-
-func (c cidConn) RemoteAddr() net.Addr { return c.remote }
 
 // peerServer serves "run" bound to CID 16 (the default export), "shared"
 // bound to CIDs 16 and 17, and "image" open to all, to vsock peers of
@@ -79,7 +55,7 @@ func startPeerServer(t *testing.T) *peerServer {
 		ps.addrs[name] = tl.Addr().String()
 		var l net.Listener = tl
 		if cid != 0 {
-			l = cidListener{tl, cid}
+			l = nbdtest.CIDListener{Listener: tl, CID: cid}
 		}
 		wg.Add(1)
 		go func() {

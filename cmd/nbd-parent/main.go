@@ -5,6 +5,12 @@
 // Usage:
 //
 //	nbd-parent [--config FILE] [--export NAME=PATH[,ro][,size=SIZE][,cid=N]...]... [--listen URL]...
+//	nbd-parent run [--eif FILE] [--data-dir DIR] [--run-size SIZE] [--cpu-count N] [--memory MIB] ...
+//
+// "nbd-parent run" is the parent's whole job in one process (package
+// supervisor): it serves the exports to the enclave's CID, starts the
+// enclave with nitro-cli, watches it and stops it cleanly on SIGTERM; its
+// exit status says how the enclave ended.
 //
 // Run "nbd-parent --help" for flags and an example. SIGINT or SIGTERM stops
 // accepting connections, lets requests in flight finish, flushes every
@@ -18,23 +24,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/enclave-storage/enclave-storage/nbd"
 	"github.com/enclave-storage/enclave-storage/nbd/nbdconfig"
-	"github.com/enclave-storage/enclave-storage/parentcreds"
-	"github.com/enclave-storage/enclave-storage/vsockproxy"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/enclave-storage/enclave-storage/parentd"
 )
 
 const example = `
@@ -101,6 +98,9 @@ func main() {
 // run parses flags, serves until ctx is done and returns the exit code:
 // 0 after a clean shutdown, 1 on failure, 2 on bad usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "run" {
+		return runEnclave(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("nbd-parent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -120,16 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&forwards, "forward", "forward connections to one TCP target: `LISTEN=HOST:PORT`, e.g. vsock://:8000=kms.us-east-1.amazonaws.com:443 (repeatable)")
 	fs.Var(&credListens, "credentials", "serve the instance role's AWS credentials to the enclave on `URL`: vsock://[CID]:PORT[?cid=ENCLAVE_CID] or unix:///PATH, never tcp (repeatable)")
 	fs.Var(&exports, "export", "serve a file: `"+nbdconfig.ExportSyntax+"` (repeatable); cid=N serves it only to the vsock peer of CID N")
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
-			fs.SetOutput(stdout) // asked-for help goes to stdout
-		}
+	if wantsHelp(args) {
+		fs.SetOutput(stdout) // asked-for help goes to stdout
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nbd-parent [flags]\n\nServe files as NBD exports to an enclave over vsock, TCP or unix sockets.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: nbd-parent [flags]\n       nbd-parent run [flags]   (run an enclave too: nbd-parent run --help)\n\nServe files as NBD exports to an enclave over vsock, TCP or unix sockets.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprint(fs.Output(), example)
 	}
@@ -202,175 +197,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serve opens the exports and listeners and serves until ctx is done.
-func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *slog.Logger) (err error) {
-	var files []*nbd.File
-	defer func() {
-		for _, f := range files {
-			if cerr := f.Close(); cerr != nil {
-				err = errors.Join(err, cerr)
-			}
-		}
-	}()
-	var exports []*nbd.Export
-	for _, e := range cfg.Exports {
-		f, err := nbd.OpenFile(e.Path, nbd.FileOptions{ReadOnly: e.ReadOnly, Size: int64(e.Size)})
-		if err != nil {
-			return fmt.Errorf("export %q: %w", e.Name, err)
-		}
-		files = append(files, f)
-		exports = append(exports, &nbd.Export{Name: e.Name, Description: e.Description, Backend: f, ReadOnly: e.ReadOnly, PeerCIDs: e.CIDs})
-		log.Info("export ready", "export", e.Name, "path", e.Path, "size", f.Size(), "read_only", e.ReadOnly, "cids", e.CIDs)
-	}
-
-	reg := prometheus.NewRegistry()
-	if cfg.MetricsAddr != "" {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		if opts.Metrics, err = nbd.NewMetrics(reg); err != nil {
-			return err
-		}
-	}
-	srv, err := nbd.NewServer(exports, opts)
+func serve(ctx context.Context, cfg *nbdconfig.Config, opts nbd.Options, log *slog.Logger) error {
+	d, err := parentd.Start(ctx, cfg, parentd.Options{NBD: opts, Logger: log})
 	if err != nil {
 		return err
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	helpers, err := kmsHelpers(ctx, cfg, reg, log)
-	if err != nil {
-		return err
-	}
-	errs := make(chan error, len(cfg.Listen)+len(helpers))
-	for _, h := range helpers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := h(ctx); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
-	}
-	var listeners []net.Listener
-	for _, s := range cfg.Listen {
-		a, _ := nbdconfig.ParseListen(s) // checked by Validate
-		l, err := nbdconfig.Listen(ctx, a)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			cancel()
-			wg.Wait()
-			return err
-		}
-		listeners = append(listeners, l)
-		log.Info("listening", "addr", a.String(), "local", l.Addr().String())
-	}
-
-	for _, l := range listeners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ctx, l); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
-	}
-	if cfg.MetricsAddr != "" {
-		ml, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("metrics: %w", err)
-		}
-		log.Info("metrics", "url", "http://"+ml.Addr().String()+"/metrics")
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(ml)
-		defer hs.Close()
-	}
-
-	<-ctx.Done()
-	log.Info("shutting down: finishing requests in flight")
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		err = errors.Join(err, e)
-	}
-	if serr := srv.Sync(); serr != nil {
-		err = errors.Join(err, serr)
-	}
-	if err == nil {
-		log.Info("stopped cleanly; exports flushed")
-	}
-	return err
-}
-
-// kmsHelpers opens the listeners of the forwarders and the credentials
-// endpoints (see packages vsockproxy and parentcreds) and returns the
-// functions serving them until ctx is done.
-func kmsHelpers(ctx context.Context, cfg *nbdconfig.Config, reg *prometheus.Registry, log *slog.Logger) (serve []func(context.Context) error, err error) {
-	var opened []net.Listener
-	defer func() {
-		if err != nil {
-			for _, l := range opened {
-				l.Close()
-			}
-		}
-	}()
-	listen := func(a nbdconfig.Addr, what string) (net.Listener, error) {
-		l, err := nbdconfig.Listen(ctx, a)
-		if err != nil {
-			return nil, err
-		}
-		opened = append(opened, l)
-		log.Info("listening", "addr", a.String(), "local", l.Addr().String(), "serves", what)
-		return l, nil
-	}
-	var metrics *vsockproxy.Metrics
-	if cfg.MetricsAddr != "" && len(cfg.Forward) > 0 {
-		if metrics, err = vsockproxy.NewMetrics(reg); err != nil {
-			return nil, err
-		}
-	}
-	for _, s := range cfg.Forward {
-		f, _ := nbdconfig.ParseForward(s) // checked by Validate
-		l, err := listen(f.Listen, "forward to "+f.Target)
-		if err != nil {
-			return nil, err
-		}
-		p := &vsockproxy.Proxy{Target: f.Target, Logger: log.With("forward", f.Target), Metrics: metrics}
-		serve = append(serve, func(ctx context.Context) error { return p.Serve(ctx, l) })
-	}
-	if len(cfg.Credentials) == 0 {
-		return serve, nil
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithEC2IMDSRegion())
-	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
-	}
-	if cfg.Region != "" {
-		awsCfg.Region = cfg.Region
-	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("--credentials: no AWS region: set --region, AWS_REGION or run on EC2")
-	}
-	if c, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
-		log.Warn("no AWS credentials yet; the enclave will be told why", "err", err)
-	} else {
-		log.Info("AWS credentials", "source", c.Source, "access_key_id", c.AccessKeyID, "region", awsCfg.Region)
-	}
-	for _, s := range cfg.Credentials {
-		a, _ := nbdconfig.ParseCredentials(s) // checked by Validate
-		l, err := listen(a.Listen, "AWS credentials")
-		if err != nil {
-			return nil, err
-		}
-		cs := &parentcreds.Server{Credentials: awsCfg.Credentials, Region: awsCfg.Region, PeerCID: a.PeerCID, Logger: log.With("credentials", s)}
-		serve = append(serve, func(ctx context.Context) error { return cs.Serve(ctx, l) })
-	}
-	return serve, nil
+	return d.Wait()
 }

@@ -30,6 +30,14 @@
 //     the fake nitro-cli (integration/fake-nitro-cli): run-enclave's JSON,
 //     describe-enclaves, the console, a stop over the control channel, and
 //     terminate-enclave.
+//   - TestSupervise (issue 13): "nbd-parent run" (built with the
+//     fakenitro tag, -guest.cmds nbd-parent+fakenitro, so that it binds
+//     the exports to the loopback CID the fake's enclaves have) on an
+//     imgbuild EIF, the fake nitro-cli as nitro-cli: the application
+//     writes, fsyncs and sleeps; SIGTERM to nbd-parent stops it over the
+//     control channel (it traps SIGTERM and records it), down clean=true,
+//     exit status 0; a TCP peer is refused both exports; a second
+//     "nbd-parent run" finds the data and the SIGTERM marker.
 //
 // The scenarios are behind the "integration && linux" build tags; each
 // prints "SCENARIO name PASS|FAIL seconds" and the mount time as

@@ -208,8 +208,16 @@ func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.start(t)
+	return p
+}
+
+// start starts p.cmd, whose outputs are set, and kills it at the end of
+// the test if it still runs.
+func (p *proc) start(t *testing.T) {
+	t.Helper()
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+		t.Fatalf("starting %s: %v", p.cmd.Path, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
@@ -223,7 +231,6 @@ func start(t *testing.T, name string, args ...string) *proc {
 			<-p.done
 		}
 	})
-	return p
 }
 
 // waitFor waits until the output matches re and returns the match; it
