@@ -115,6 +115,13 @@ func BuildCommands(ctx context.Context, moduleDir, outDir string, names []string
 	return bins, nil
 }
 
+// BuildProgram builds the main package pkg ("./integration/NAME") of the
+// module in moduleDir as a static binary at out.
+func BuildProgram(ctx context.Context, moduleDir, pkg, out string) error {
+	_, err := goCmd(ctx, moduleDir, "build", "-trimpath", "-o", out, pkg)
+	return err
+}
+
 // goCmd runs the go tool with cgo off (static binaries for the initramfs).
 func goCmd(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
