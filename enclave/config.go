@@ -15,6 +15,7 @@ import (
 
 	"github.com/enclave-storage/enclave-storage/crypt"
 	"github.com/enclave-storage/enclave-storage/keys"
+	"github.com/enclave-storage/enclave-storage/nbd/nbdconfig"
 	"github.com/enclave-storage/enclave-storage/nsm"
 	"github.com/enclave-storage/enclave-storage/verity"
 )
@@ -53,6 +54,14 @@ const (
 const (
 	DefaultHeartbeat = "vsock://3:9000"
 	HeartbeatOff     = "off"
+)
+
+// DefaultControl is where the agent listens for the parent's stop
+// requests (package control: any local CID, port 9100); ControlOff in
+// Config.Control disables the listener.
+const (
+	DefaultControl = "vsock://:9100"
+	ControlOff     = "off"
 )
 
 // Duration is a time.Duration that reads and writes JSON as "30s".
@@ -99,6 +108,11 @@ type Config struct {
 	// Parent. HeartbeatTimeout bounds the exchange (default 20s).
 	Heartbeat        string   `json:"heartbeat,omitempty"`
 	HeartbeatTimeout Duration `json:"heartbeat_timeout,omitempty"`
+	// Control is where the agent listens for the parent's stop requests
+	// (package control): "vsock://:PORT" (DefaultControl), "vsock://CID:PORT",
+	// "tcp://HOST:PORT" or "unix:///path"; ControlOff disables it. When
+	// Parent is vsock, only its CID may connect.
+	Control string `json:"control,omitempty"`
 	// ImageExport and RunExport are the NBD export names of the verity
 	// image and of the encrypted run volume.
 	ImageExport string `json:"image_export,omitempty"`
@@ -137,6 +151,10 @@ type Config struct {
 	// verity parameters; tests point them elsewhere.
 	CmdlinePath    string `json:"-"`
 	VerityJSONPath string `json:"-"`
+
+	// AppExited, when set, is told the application's exit status
+	// (ExitError's rule: 128+signal when killed) as soon as it ends.
+	AppExited func(status int) `json:"-"`
 
 	// Attester, when set, replaces /dev/nsm for kms: keys. Only
 	// nbd-enclave built with the fakensm tag (tests) sets it; no
@@ -182,6 +200,7 @@ func (c Config) Defaults() Config {
 	}
 	def(&c.Parent, DefaultParent)
 	def(&c.Heartbeat, DefaultHeartbeat)
+	def(&c.Control, DefaultControl)
 	def(&c.ImageExport, DefaultImageExport)
 	def(&c.RunExport, DefaultRunExport)
 	def(&c.LowerDir, DefaultLowerDir)
@@ -237,6 +256,11 @@ func (c Config) Validate() error {
 	if c.Heartbeat != HeartbeatOff {
 		if _, err := ParseParent(c.Heartbeat); err != nil {
 			return fmt.Errorf("%w (heartbeat)", err)
+		}
+	}
+	if c.Control != ControlOff {
+		if _, err := nbdconfig.ParseListen(c.Control); err != nil {
+			return fmt.Errorf("%w: control: %w", ErrConfig, err)
 		}
 	}
 	if c.Timeout < 0 || c.DeadConnTimeout < 0 || c.StopGrace < 0 || c.HeartbeatTimeout < 0 {

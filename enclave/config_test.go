@@ -47,7 +47,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	want := Config{
-		Parent: "vsock://3:10809", Heartbeat: DefaultHeartbeat, ImageExport: "image", RunExport: "run",
+		Parent: "vsock://3:10809", Heartbeat: DefaultHeartbeat, Control: DefaultControl, ImageExport: "image", RunExport: "run",
 		Key:      "file:/etc/enclave-storage/run.key",
 		LowerDir: DefaultLowerDir, UpperDir: DefaultUpperDir, RootDir: DefaultRootDir,
 		Timeout: Duration(30 * time.Second), DeadConnTimeout: Duration(2 * time.Minute),
@@ -121,6 +121,11 @@ func TestValidate(t *testing.T) {
 		{"pbkdf2 above the iteration bound", func(c *Config) { c.LUKSKDF = &KDF{Type: "pbkdf2", Iterations: 1 << 24} }, false},
 		{"bad heartbeat", func(c *Config) { c.Heartbeat = "vsock://3" }, false},
 		{"negative heartbeat timeout", func(c *Config) { c.HeartbeatTimeout = -1 }, false},
+		{"control off", func(c *Config) { c.Control = ControlOff }, true},
+		{"control on a CID", func(c *Config) { c.Control = "vsock://16:9100" }, true},
+		{"control on unix", func(c *Config) { c.Control = "unix:///run/control.sock" }, true},
+		{"control without port", func(c *Config) { c.Control = "vsock://:" }, false},
+		{"control bad scheme", func(c *Config) { c.Control = "http://x:1" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

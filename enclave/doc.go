@@ -54,6 +54,15 @@
 //     erofs, remove the dm-crypt and dm-verity targets, disconnect both NBD
 //     devices. The run image is left clean.
 //
+// The parent stops the application over the control channel (package
+// control, StartControl, Config.Control, vsock port 9100 by default): a
+// stop request cancels Run's context as SIGTERM does, with a *StopRequest
+// as its cause, whose grace period may shorten (never lengthen)
+// Config.StopGrace. Only the configured parent's CID may connect. A stop
+// before the application runs cancels the launch: Run unwinds what it set
+// up and returns nil. The listener reports the application's exit status
+// (Config.AppExited) and, after teardown, the end (Control.Down).
+//
 // As PID 1 (an EIF's /init), cmd/nbd-enclave first runs InitSystem (the
 // Nitro reference init's mounts, links, cgroups, console and PATH), then
 // Heartbeat (nitro-cli's boot heartbeat, package heartbeat), then Run, and

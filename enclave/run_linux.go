@@ -47,6 +47,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	}
 	undo := NewUndo(log)
 	defer func() {
+		if err != nil && errors.Is(context.Cause(ctx), ErrStopRequested) {
+			// The parent asked for a stop before the application ran:
+			// the launch is cancelled, not failed.
+			log.Info("launch cancelled by a stop request", "step", err)
+			err = nil
+		}
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), TeardownTimeout)
 		defer cancel()
 		unix.Sync()
@@ -158,14 +164,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	return runApp(ctx, root, cfg, log)
 }
 
-// runApp runs the application in root until it exits or ctx is done.
+// runApp runs the application in root until it exits or ctx is done;
+// then it gets SIGTERM, and SIGKILL after the grace period (stopGrace).
 func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logger) error {
-	cmd, err := root.Command(ctx, overlay.Process{
+	// The stop is ours rather than exec's, as its grace period is only
+	// known when it comes (a parent's request may shorten it).
+	cmd, err := root.Command(context.WithoutCancel(ctx), overlay.Process{
 		Args: cfg.App.Args(),
 		Env:  cfg.App.Env,
 		Dir:  cfg.App.WorkingDir,
 		User: cfg.App.User,
-	}, time.Duration(cfg.StopGrace))
+	}, 0)
 	if err != nil {
 		return err
 	}
@@ -179,25 +188,50 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		defer stop()
 		go ReapOrphans(rctx, cmd.Process.Pid)
 	}
+	waited := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		select {
+		case <-waited:
+			return
+		case <-ctx.Done():
+		}
+		grace := stopGrace(ctx, cfg)
+		log.Info("stopping the application", "signal", "SIGTERM", "grace", grace, "cause", context.Cause(ctx))
+		cmd.Process.Signal(unix.SIGTERM)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-waited:
+		case <-t.C:
+			log.Warn("application still running after the grace period", "signal", "SIGKILL")
+			cmd.Process.Kill()
+		}
+	}()
 	err = cmd.Wait()
-	stopStragglers(cmd.Process.Pid, root.Dir(), time.Duration(cfg.StopGrace), log)
+	close(waited)
+	<-killed
 	var ee *exec.ExitError
+	code := 0
 	switch {
 	case err == nil:
-		log.Info("application exited", "status", 0)
-		return nil
 	case errors.As(err, &ee):
-		code := ee.ExitCode()
+		code = ee.ExitCode()
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal())
 		}
-		log.Info("application exited", "status", code, "stopping", ctx.Err() != nil)
-		if ctx.Err() != nil {
-			// We asked it to stop: not the application's failure.
-			return nil
-		}
-		return &ExitError{Code: code}
 	default:
 		return fmt.Errorf("enclave: waiting for %s: %w", cmd.Path, err)
 	}
+	log.Info("application exited", "status", code, "stopping", ctx.Err() != nil)
+	if cfg.AppExited != nil {
+		cfg.AppExited(code)
+	}
+	stopStragglers(cmd.Process.Pid, root.Dir(), stopGrace(ctx, cfg), log)
+	if code == 0 || ctx.Err() != nil {
+		// We asked it to stop: not the application's failure.
+		return nil
+	}
+	return &ExitError{Code: code}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/enclave-storage/enclave-storage/imgsrc"
 	"github.com/enclave-storage/enclave-storage/ociimage"
 )
 
@@ -40,6 +41,12 @@ type ImageOptions struct {
 	// Platform is the image's "os/arch[/variant]"; empty means the
 	// build's.
 	Platform string
+	// Base, when set, is the image (a reference with its transport) the
+	// package is layered on, pinned by digest for a reproducible result:
+	// one with nitro-cli installed, which "nbd-parent run" starts the
+	// enclave with. Its layers are copied unchanged; its Env is kept
+	// under ours. Empty means none: the image then holds no nitro-cli.
+	Base string
 }
 
 // ImageEntrypoint is the command the image runs: nbd-parent serving the
@@ -100,6 +107,15 @@ func WriteImage(ctx context.Context, res *Result, o ImageOptions) (*ociimage.Res
 		},
 		Created:  time.Unix(m.SourceDateEpoch, 0).UTC(),
 		Platform: p,
+	}
+	if o.Base != "" {
+		b, err := imgsrc.Open(ctx, o.Base, imgsrc.Options{Platform: p})
+		if err != nil {
+			return nil, fmt.Errorf("imgbuild: base image: %w", err)
+		}
+		defer b.Close()
+		spec.Base = b
+		spec.Labels[LabelPrefix+"base"] = string(b.Digest)
 	}
 	r, err := ociimage.Write(ctx, o.Dest, spec, nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -95,19 +96,21 @@ func BuildTests(ctx context.Context, moduleDir, outDir string, pkgs []string) (m
 // BuildCommands builds static binaries of the main packages ./cmd/NAME for
 // each name into outDir and returns them by name. A name "NAME+TAG" builds
 // ./cmd/NAME with the build tag TAG into the binary NAME-TAG (the e2e tests
-// use nbd-enclave+fakensm: nbd-enclave with a test NSM).
+// use nbd-enclave+fakensm: nbd-enclave with a test NSM). A name with a
+// slash is a main package's directory in the module instead, built into
+// its base name (integration/fake-nitro-cli).
 func BuildCommands(ctx context.Context, moduleDir, outDir string, names []string) (map[string]string, error) {
 	bins := map[string]string{}
 	for _, n := range names {
 		pkg, tag, tagged := strings.Cut(n, "+")
 		args := []string{"build", "-trimpath"}
-		out := pkg
+		src, out := CommandDir(pkg), path.Base(pkg)
 		if tagged {
 			args = append(args, "-tags", tag)
-			out = pkg + "-" + tag
+			out += "-" + tag
 		}
 		bin := filepath.Join(outDir, out)
-		if _, err := goCmd(ctx, moduleDir, append(args, "-o", bin, "./cmd/"+pkg)...); err != nil {
+		if _, err := goCmd(ctx, moduleDir, append(args, "-o", bin, "./"+src)...); err != nil {
 			return nil, err
 		}
 		bins[out] = bin
@@ -115,11 +118,13 @@ func BuildCommands(ctx context.Context, moduleDir, outDir string, names []string
 	return bins, nil
 }
 
-// BuildProgram builds the main package pkg ("./integration/NAME") of the
-// module in moduleDir as a static binary at out.
-func BuildProgram(ctx context.Context, moduleDir, pkg, out string) error {
-	_, err := goCmd(ctx, moduleDir, "build", "-trimpath", "-o", out, pkg)
-	return err
+// CommandDir is the package directory of a BuildCommands name (without
+// its +TAG): cmd/NAME, or the name itself when it holds a slash.
+func CommandDir(name string) string {
+	if strings.Contains(name, "/") {
+		return name
+	}
+	return "cmd/" + name
 }
 
 // goCmd runs the go tool with cgo off (static binaries for the initramfs).

@@ -62,7 +62,9 @@ for t in /tests/*.test; do
 	mkdir -p "/pkg/$name"
 	# A hung test panics with its goroutines after -test.timeout instead of
 	# eating the whole VM budget (go test's 10m default is not the binary's).
-	(cd "/pkg/$name" && "$t" -test.v -test.timeout=5m $args) 2>&1
+	# 10m: the e2e package's scenarios take 5 to 7 minutes under TCG on a
+	# loaded host.
+	(cd "/pkg/$name" && "$t" -test.v -test.timeout=10m $args) 2>&1
 	r=$?
 	secs=$(awk -v a="$start" -v b="$(uptime)" 'BEGIN { printf "%.2f", b - a }')
 	if [ "$r" -eq 0 ]; then

@@ -21,10 +21,10 @@ var (
 	hostMode  = flag.Bool("host", false, "run the test binaries directly on this (privileged, modules loaded) host instead of in the microVM")
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
-	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG")
+	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm,integration/fake-nitro-cli", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG; DIR/NAME builds ./DIR/NAME; integration/fake-nitro-cli is installed as nitro-cli")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	hostRoot  = flag.String("vm.hostroot", "/", "host directory shared read-only with the VM, whose usr/ tests run host tools from (itest.HostTool); \"\" shares none")
-	vmTimeout = flag.Duration("vm.timeout", 12*time.Minute, "give up on the VM after this long")
+	vmTimeout = flag.Duration("vm.timeout", 20*time.Minute, "give up on the VM after this long")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
 	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
 )
@@ -59,7 +59,7 @@ func TestVM(t *testing.T) {
 			break
 		}
 		pkg, _, _ := strings.Cut(c, "+")
-		if m, _ := filepath.Glob(filepath.Join(moduleDir, "cmd", pkg, "*.go")); len(m) > 0 {
+		if m, _ := filepath.Glob(filepath.Join(moduleDir, CommandDir(pkg), "*.go")); len(m) > 0 {
 			cmds = append(cmds, c)
 		} else {
 			t.Logf("cmd/%s has no Go files yet; not in the VM", c)
@@ -68,6 +68,11 @@ func TestVM(t *testing.T) {
 	commands, err := BuildCommands(ctx, moduleDir, work, cmds)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The fake nitro-cli is the VM's nitro-cli (integration/fake-nitro-cli).
+	if p, ok := commands[FakeNitroCLI]; ok {
+		commands["nitro-cli"] = p
+		delete(commands, FakeNitroCLI)
 	}
 	t.Logf("built %d test binaries and %d commands in %v", len(tests), len(commands), time.Since(t0).Round(time.Millisecond))
 	var args []string
@@ -87,6 +92,11 @@ func TestVM(t *testing.T) {
 	} else {
 		k, err := FetchKernel(ctx, *cacheDir)
 		if err != nil {
+			t.Fatal(err)
+		}
+		// The kernel, for tests that build an EIF in the VM (imgbuild
+		// --kernel): in the share as e2e.KernelFile.
+		if err := linkOrCopy(k.Image, filepath.Join(share, e2e.KernelFile)); err != nil {
 			t.Fatal(err)
 		}
 		mods, err := k.ModulePaths(ctx, DefaultModules()...)
@@ -144,7 +154,8 @@ func TestVM(t *testing.T) {
 	// The enclave's first launch left its run image's head in the share:
 	// cryptsetup, outside the VM, must accept the header (issue: the run
 	// image stays usable by standard tools).
-	if _, ok := tests["integration-e2e"]; ok && rep.Done && !t.Failed() {
+	// A -guest.run that leaves out the first launch leaves no run image.
+	if _, ok := tests["integration-e2e"]; ok && rep.Done && !t.Failed() && *guestRun == "" {
 		if _, err := exec.LookPath("cryptsetup"); err != nil {
 			t.Log("cryptsetup not installed: host-side check of the run image skipped")
 		} else if dump, err := e2e.CheckRunImage(context.Background(), share); err != nil {
@@ -166,6 +177,21 @@ func TestVM(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FakeNitroCLI is the BuildCommands name of the fake nitro-cli.
+const FakeNitroCLI = "fake-nitro-cli"
+
+// linkOrCopy hard-links src to dst, or copies it across filesystems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
 }
 
 func splitList(s string) []string {

@@ -13,4 +13,10 @@
 // EROFS image, is mostly incompressible anyway). Each layer is generated
 // twice, once to learn its digest and size and once to upload it, so no
 // temporary copy of multi-gigabyte files is made.
+//
+// An image may sit on a base image ([Spec.Base]), whose layers are copied
+// blob for blob, digests and compression unchanged (media types renamed
+// between OCI and Docker where the destination needs it), each digest
+// checked as it streams: imgbuild puts nbd-parent on an image that has
+// nitro-cli installed.
 package ociimage

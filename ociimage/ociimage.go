@@ -55,6 +55,14 @@ type Spec struct {
 	Created time.Time
 	// Platform is "os/arch[/variant]"; empty means imgsrc.DefaultPlatform.
 	Platform string
+	// Base, when not nil, is an opened image whose layers go first,
+	// copied blob for blob (so its digests and compression stay), and
+	// whose configuration gives the defaults: its Env (the Spec's
+	// variables win by name), its Labels (the Spec's win), its
+	// WorkingDir when the Spec has none. Its Entrypoint, Cmd, User and
+	// Volumes are not kept: the Spec's process runs as root. It must be
+	// of the Spec's platform. Pin it by digest for a reproducible image.
+	Base *imgsrc.Image
 }
 
 // Result describes a written image.
@@ -97,6 +105,10 @@ func Write(ctx context.Context, dest string, spec *Spec, sys *types.SystemContex
 		}
 		layers[i] = l
 	}
+	baseInfos, err := checkBase(spec.Base, osName, arch)
+	if err != nil {
+		return nil, err
+	}
 	cfg := v1.Image{
 		Created:  &spec.Created,
 		Platform: v1.Platform{OS: osName, Architecture: arch, Variant: variant},
@@ -105,6 +117,17 @@ func Write(ctx context.Context, dest string, spec *Spec, sys *types.SystemContex
 			WorkingDir: spec.WorkingDir, Labels: spec.Labels,
 		},
 		RootFS: v1.RootFS{Type: "layers"},
+	}
+	if b := spec.Base; b != nil {
+		cfg.Config.Env = mergeEnv(b.Config.Env, spec.Env)
+		cfg.Config.Labels = mergeLabels(b.Config.Labels, spec.Labels)
+		if cfg.Config.WorkingDir == "" {
+			cfg.Config.WorkingDir = b.Config.WorkingDir
+		}
+		for _, l := range baseInfos {
+			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.DiffID)
+			cfg.History = append(cfg.History, v1.History{Created: &spec.Created, CreatedBy: "imgbuild --base: layer " + l.Digest.String()})
+		}
 	}
 	if len(spec.Volumes) > 0 {
 		cfg.Config.Volumes = map[string]struct{}{}
@@ -130,13 +153,23 @@ func Write(ctx context.Context, dest string, spec *Spec, sys *types.SystemContex
 	mt := manifestType(d.SupportedManifestMIMETypes())
 	var mj []byte
 	var descs []v1.Descriptor
+	for _, l := range baseInfos {
+		t, err := layerMediaType(l.MediaType, mt)
+		if err != nil {
+			return nil, fmt.Errorf("ociimage: base layer %d %s: %w", l.Index, l.Digest, err)
+		}
+		descs = append(descs, v1.Descriptor{MediaType: t, Digest: l.Digest, Size: l.Size})
+	}
 	for _, l := range layers {
 		descs = append(descs, l.desc)
 	}
 	if mt == manifest.DockerV2Schema2MediaType {
 		var ls []manifest.Schema2Descriptor
 		for _, l := range descs {
-			ls = append(ls, manifest.Schema2Descriptor{MediaType: manifest.DockerV2SchemaLayerMediaTypeUncompressed, Digest: l.Digest, Size: l.Size})
+			if l.MediaType == v1.MediaTypeImageLayer { // ours
+				l.MediaType = manifest.DockerV2SchemaLayerMediaTypeUncompressed
+			}
+			ls = append(ls, manifest.Schema2Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 		}
 		mj, err = manifest.Schema2FromComponents(manifest.Schema2Descriptor{
 			MediaType: manifest.DockerV2Schema2ConfigMediaType, Digest: cdesc.Digest, Size: cdesc.Size}, ls).Serialize()
@@ -150,6 +183,11 @@ func Write(ctx context.Context, dest string, spec *Spec, sys *types.SystemContex
 	cache := none.NoCache
 	if _, err := d.PutBlob(ctx, strings.NewReader(string(cj)), types.BlobInfo{Digest: cdesc.Digest, Size: cdesc.Size, MediaType: cdesc.MediaType}, cache, true); err != nil {
 		return nil, fmt.Errorf("ociimage: %s: config: %w", dest, err)
+	}
+	for i, l := range baseInfos {
+		if err := putBase(ctx, spec.Base, l, descs[i].MediaType, d, cache); err != nil {
+			return nil, fmt.Errorf("ociimage: %s: %w", dest, err)
+		}
 	}
 	for _, l := range layers {
 		if err := l.put(ctx, d, cache); err != nil {

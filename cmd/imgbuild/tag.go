@@ -13,13 +13,14 @@ import (
 
 // tagFlags are build's flags for packaging the outputs as an image.
 type tagFlags struct {
-	tag, parentBin, runSize *string
+	tag, parentBin, runSize, base *string
 }
 
 func addTagFlags(fs *flag.FlagSet) tagFlags {
 	return tagFlags{
 		tag:       fs.String("tag", "", "also write the outputs and nbd-parent as one container image to this destination: oci-archive:FILE[:TAG], oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG], docker-daemon:NAME:TAG, docker://REF (needs --kernel)"),
 		parentBin: fs.String("parent-bin", "", "statically linked nbd-parent for --tag (default: nbd-parent next to imgbuild, else bin/nbd-parent)"),
+		base:      fs.String("base", "", "base image for --tag, holding nitro-cli (nbd-parent run starts the enclave with it), e.g. one built FROM amazonlinux:2023 with aws-nitro-enclaves-cli; pin it by digest"),
 		runSize:   fs.String("run-size", imgbuild.DefaultRunSize, "size of the run image the --tag image's nbd-parent creates in /var/lib/enclave"),
 	}
 }
@@ -45,7 +46,7 @@ func (t tagFlags) write(ctx context.Context, env *cliEnv, res *imgbuild.Result) 
 		parent = defaultParentBin()
 	}
 	start := time.Now()
-	r, err := imgbuild.WriteImage(ctx, res, imgbuild.ImageOptions{Dest: *t.tag, ParentBin: parent, RunSize: *t.runSize})
+	r, err := imgbuild.WriteImage(ctx, res, imgbuild.ImageOptions{Dest: *t.tag, ParentBin: parent, RunSize: *t.runSize, Base: *t.base})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/imgsrc/ocitest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // staticParent builds cmd/nbd-parent as make build does (no cgo), the
@@ -194,5 +195,51 @@ func TestTagUsage(t *testing.T) {
 		if rc := run(context.Background(), env, tc.args); rc != tc.rc || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("%q: rc %d, want %d with %q in:\n%s%s", tc.args, rc, tc.rc, tc.want, out, errb)
 		}
+	}
+}
+
+// TestTagBase builds with --base: umoci finds the base's nitro-cli next
+// to nbd-parent and the enclave's files, the label names the base's
+// manifest digest, and the PATH the base sets is the image's.
+func TestTagBase(t *testing.T) {
+	dir := t.TempDir()
+	parent := staticParent(t, dir)
+	args := tagInputs(t, dir)
+	cli := ocitest.File("usr/bin/nitro-cli", "#!/bin/sh\necho nitro-cli\n")
+	cli.Mode = 0o755
+	layer, err := ocitest.Tar(ocitest.Dir("usr/"), ocitest.Dir("usr/bin/"), cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ocitest.WriteLayout(dir+"/base", "cli", ocitest.Image{Layers: [][]byte{layer}, Compression: ocitest.Gzip, Created: ocitest.T0(),
+		Config: v1.ImageConfig{Env: []string{"PATH=/usr/sbin:/usr/bin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, out, errb := testEnv()
+	if rc := run(context.Background(), env, append(args, "--out", dir+"/out", "--tag", "oci:"+dir+"/img:app", "--parent-bin", parent,
+		"--base", "oci:"+dir+"/base:cli")); rc != 0 {
+		t.Fatalf("rc %d\n%s%s", rc, out, errb)
+	}
+	b, err := ocitest.UmociUnpack(dir+"/img:app", filepath.Join(dir, "bundle"))
+	if errors.Is(err, ocitest.ErrNoUmoci) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"usr/bin/nitro-cli", "usr/bin/nbd-parent", "enclave/enclave.eif"} {
+		if _, err := os.Stat(filepath.Join(b.Root, f)); err != nil {
+			t.Errorf("unpacked image: %v", err)
+		}
+	}
+	if got := b.Annotations["org.enclave-storage.base"]; got != string(m.Digest) {
+		t.Errorf("base label %q, want the base manifest's digest %s", got, m.Digest)
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, "bundle", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), `"PATH=/usr/sbin:/usr/bin"`) {
+		t.Errorf("the base's PATH is not the process's:\n%s", cfg)
 	}
 }

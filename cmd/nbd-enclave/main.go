@@ -3,8 +3,9 @@
 // Command nbd-enclave is the enclave's mount agent and init: it attaches
 // the parent's NBD exports, opens dm-verity and dm-crypt, mounts the
 // application's overlay root, runs the application in it and tears it all
-// down when the application exits or on SIGTERM. The logic is in package
-// enclave; this file is flags, logging and signals.
+// down when the application exits, on SIGTERM, or when the parent asks
+// over the control channel (package control, vsock port 9100). The logic
+// is in package enclave; this file is flags, logging and signals.
 //
 // Usage:
 //
@@ -87,25 +88,35 @@ func run(ctx context.Context, log *slog.Logger, args []string, stderr io.Writer)
 	if cfg.Attester != nil {
 		log.Warn("built with the fakensm tag: attestation documents come from a test NSM that no real KMS key policy accepts")
 	}
+	// Listening before the heartbeat: when nitro-cli run-enclave returns,
+	// the parent's supervisor can connect at once.
+	ctl, err := enclave.StartControl(ctx, cfg, log)
+	if err != nil {
+		log.Error("control", "err", err)
+		return 1
+	}
 	if os.Getpid() == 1 {
 		// nitro-cli stops an enclave whose init sends no heartbeat.
 		if err := enclave.Heartbeat(ctx, cfg, log); err != nil {
+			ctl.Down(1, err)
 			return 1
 		}
 	}
-	err = enclave.Run(ctx, cfg, log)
-	if err == nil {
-		return 0
+	// A parent's stop request cancels the run as SIGTERM does.
+	sctx, cancel := ctl.Watch(ctx)
+	defer cancel()
+	cfg.AppExited = ctl.AppExited
+	err = enclave.Run(sctx, cfg, log)
+	code, clean := enclave.ExitStatus(err)
+	switch {
+	case err == nil:
+	case code != 1 && !clean:
+		log.Error("teardown after the application exited", "err", err)
+	case code == 1 && !clean:
+		log.Error("nbd-enclave failed", "err", err)
 	}
-	var ee *enclave.ExitError
-	if errors.As(err, &ee) {
-		if err != error(ee) {
-			log.Error("teardown after the application exited", "err", err)
-		}
-		return ee.Code
-	}
-	log.Error("nbd-enclave failed", "err", err)
-	return 1
+	ctl.Down(code, err)
+	return code
 }
 
 // parseConfig reads the configuration file (when present) and applies the
@@ -117,6 +128,7 @@ func parseConfig(args []string, stderr io.Writer) (enclave.Config, error) {
 		configPath  = fs.String("config", enclave.DefaultConfigJSONPath, "configuration JSON; a missing file at the default path is not an error")
 		parent      = fs.String("parent", "", "nbd-parent address: vsock://CID:PORT, tcp://HOST:PORT or unix:///PATH (default "+enclave.DefaultParent+")")
 		heartbeat   = fs.String("heartbeat", "", "where to send the boot heartbeat as PID 1, same syntax as --parent, or "+enclave.HeartbeatOff+" (default "+enclave.DefaultHeartbeat+")")
+		controlAddr = fs.String("control", "", "where to listen for the parent's stop requests: vsock://[CID]:PORT, tcp://HOST:PORT, unix:///PATH or "+enclave.ControlOff+" (default "+enclave.DefaultControl+")")
 		imageExport = fs.String("image-export", "", "NBD export of the verity image (default "+enclave.DefaultImageExport+")")
 		runExport   = fs.String("run-export", "", "NBD export of the encrypted run volume (default "+enclave.DefaultRunExport+")")
 		key         = fs.String("key", "", "run volume key provider: file:PATH, env:NAME, random: (with --ephemeral) or kms:ARN[,OPTIONS] (see below)")
@@ -181,6 +193,7 @@ Flags:
 	}
 	str("parent", &cfg.Parent, *parent)
 	str("heartbeat", &cfg.Heartbeat, *heartbeat)
+	str("control", &cfg.Control, *controlAddr)
 	str("image-export", &cfg.ImageExport, *imageExport)
 	str("run-export", &cfg.RunExport, *runExport)
 	str("key", &cfg.Key, *key)

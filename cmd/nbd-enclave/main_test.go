@@ -30,6 +30,17 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("config %+v", c)
 			}
 		}, nil},
+		{"control flag", []string{"--config", conf, "--control", "off"}, func(t *testing.T, c enclave.Config) {
+			if c.Control != enclave.ControlOff {
+				t.Errorf("control %q", c.Control)
+			}
+		}, nil},
+		{"control default", []string{"--config", conf}, func(t *testing.T, c enclave.Config) {
+			if c.Control != enclave.DefaultControl {
+				t.Errorf("control %q", c.Control)
+			}
+		}, nil},
+		{"bad control", []string{"--config", conf, "--control", "vsock://x:y"}, nil, enclave.ErrConfig},
 		{"flags override, args replace the entrypoint", []string{"--config", conf, "--parent", "vsock://1:9000",
 			"--key", "random:", "--ephemeral", "--stop-grace", "3s", "--", "/bin/sh", "-c", "true"},
 			func(t *testing.T, c enclave.Config) {

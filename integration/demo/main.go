@@ -129,12 +129,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	d := &demo{ctx: ctx, out: stdout, work: work, moduleDir: moduleDir, start: time.Now()}
 
 	d.step("building nbd-parent, nbd-enclave, imgbuild and the fake nitro-cli")
-	bins, err := integration.BuildCommands(ctx, moduleDir, work, []string{"nbd-parent", "nbd-enclave", "imgbuild"})
+	bins, err := integration.BuildCommands(ctx, moduleDir, work, []string{"nbd-parent", "nbd-enclave", "imgbuild", "integration/fake-nitro-cli"})
 	if err != nil {
-		return err
-	}
-	fakeCLI := filepath.Join(work, "fake-nitro-cli")
-	if err := integration.BuildProgram(ctx, moduleDir, "./integration/fake-nitro-cli", fakeCLI); err != nil {
 		return err
 	}
 	guest, err := integration.BuildTests(ctx, moduleDir, work, []string{"./integration/demo"})
@@ -163,15 +159,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	d.say("app: busybox and a script that counts its launches in /var/lib/app")
+	base, err := writeBase(work, bins["fake-nitro-cli"])
+	if err != nil {
+		return err
+	}
+	d.say("base: nitro-cli in /usr/bin (here the fake one; in production an image with aws-nitro-enclaves-cli)")
 
-	d.step("imgbuild --in oci:%s:app --tag oci-archive:app-enclave.tar", filepath.Base(layout))
+	d.step("imgbuild --in oci:%s:app --tag oci-archive:app-enclave.tar --base oci:base:nitro-cli", filepath.Base(layout))
 	build := func(n int) (digest string, err error) {
 		out := filepath.Join(work, fmt.Sprintf("out%d", n))
 		tag := filepath.Join(work, fmt.Sprintf("app-enclave-%d.tar", n))
 		b, err := exec.CommandContext(ctx, bins["imgbuild"], "--in", "oci:"+layout+":app", "--out", out,
 			"--kernel", k.Image, "--kernel-modules", k.Root, "--init", bins["nbd-enclave"],
 			"--enclave-config", cfg, "--bootstrap", boot,
-			"--tag", "oci-archive:"+tag+":app", "--parent-bin", bins["nbd-parent"], "--run-size", "64M",
+			"--tag", "oci-archive:"+tag+":app", "--base", "oci:"+base+":nitro-cli", "--parent-bin", bins["nbd-parent"], "--run-size", "64M",
 			"--progress", "plain").CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("imgbuild: %w\n%s", err, b)
@@ -213,11 +214,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	d.say("entrypoint:    %s", strings.Join(bundle.Args, " "))
-	// The image holds no nitro-cli (on a Nitro host it comes from
-	// aws-nitro-enclaves-cli); the demo's container gets the fake one.
-	if err := copyFile(fakeCLI, filepath.Join(bundle.Root, "usr/bin/nitro-cli"), 0o755); err != nil {
-		return err
-	}
 
 	d.step("booting the microVM: docker run IMAGE --debug-mode, twice, then a foreign peer")
 	mods, err := k.ModulePaths(ctx, integration.DefaultModules()...)
@@ -330,6 +326,27 @@ func writeApp(dir string) (string, error) {
 	return layout, err
 }
 
+// writeBase writes the base image the packaged image sits on: nitro-cli
+// in /usr/bin, as an image with aws-nitro-enclaves-cli installed has it.
+func writeBase(dir, nitroCLI string) (string, error) {
+	b, err := os.ReadFile(nitroCLI)
+	if err != nil {
+		return "", err
+	}
+	cli := ocitest.File("usr/bin/nitro-cli", "")
+	cli.Body, cli.Mode = b, 0o755
+	layer, err := ocitest.Tar(ocitest.Dir("usr/"), ocitest.Dir("usr/bin/"), cli, ocitest.Dir("tmp/"), ocitest.Dir("run/"))
+	if err != nil {
+		return "", err
+	}
+	layout := filepath.Join(dir, "base")
+	_, err = ocitest.WriteLayout(layout, "nitro-cli", ocitest.Image{
+		Layers: [][]byte{layer}, Compression: ocitest.Gzip, Created: ocitest.T0(),
+		Config: v1.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+	})
+	return layout, err
+}
+
 // writeBootstrap writes the bootstrap ramdisk holding the demo's run
 // volume key (imgbuild adds the kernel modules to it).
 func writeBootstrap(dir string) (string, error) {
@@ -362,17 +379,6 @@ func writeBootstrap(dir string) (string, error) {
 		return "", err
 	}
 	return p, w.Close()
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, mode)
 }
 
 // console prints the guest's "DEMO|" lines (all lines with verbose).

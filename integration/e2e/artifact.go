@@ -11,4 +11,7 @@ const (
 	// host check proves cryptsetup unlocks the enclave-formatted header
 	// with it).
 	RunKey = "the e2e run volume key"
+	// KernelFile is the VM's kernel, put in the artifact directory by
+	// the harness for the scenarios that build an EIF (imgbuild --kernel).
+	KernelFile = "vmlinuz"
 )

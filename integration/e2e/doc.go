@@ -19,6 +19,17 @@
 //     with a KMS data key, the second reopens, a changed PCR policy is
 //     refused with the run image unchanged; it prints the unlock times as
 //     "E2E-KMS-TIMING".
+//   - TestControlStop (issue 13): a stop over the control channel (package
+//     control, vsock CID 1 port 9100) reaches the application as SIGTERM,
+//     the events come in order (hello, stopping, app-exited, down
+//     clean=true), nbd-enclave exits 0 and the next launch finds what the
+//     application wrote on SIGTERM; a stop before the application starts
+//     cancels the launch.
+//   - TestNitroCLI (issue 13): an EIF built in the VM (imgbuild --kernel
+//     with the VM's kernel from the artifact directory, KernelFile) run by
+//     the fake nitro-cli (integration/fake-nitro-cli): run-enclave's JSON,
+//     describe-enclaves, the console, a stop over the control channel, and
+//     terminate-enclave.
 //
 // The scenarios are behind the "integration && linux" build tags; each
 // prints "SCENARIO name PASS|FAIL seconds" and the mount time as
