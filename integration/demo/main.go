@@ -11,8 +11,11 @@
 //  3. umoci unpacks the image (as docker would), and the microVM runs it
 //     the way "docker run --device /dev/nitro_enclaves -v
 //     data:/var/lib/enclave IMAGE" would: the image's entrypoint,
-//     "nbd-parent run", with a fake nitro-cli on PATH that starts the EIF's
-//     nbd-enclave in its own namespaces (integration/fake-nitro-cli). The
+//     "nbd-parent run", and the fake nitro-cli of the image's base layer,
+//     which starts the EIF's nbd-enclave in its own namespaces
+//     (integration/fake-nitro-cli). The image's nbd-parent is built with
+//     the fakenitro tag: in the VM the enclave's vsock peer is the
+//     loopback, CID 1, not the CID nbd-parent asks nitro-cli for. The
 //     application writes to its root filesystem and keeps running; SIGTERM
 //     to nbd-parent stops it cleanly. A second launch finds what the first
 //     wrote. Then a vsock peer asks for the run image from an nbd-parent
@@ -129,7 +132,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	d := &demo{ctx: ctx, out: stdout, work: work, moduleDir: moduleDir, start: time.Now()}
 
 	d.step("building nbd-parent, nbd-enclave, imgbuild and the fake nitro-cli")
-	bins, err := integration.BuildCommands(ctx, moduleDir, work, []string{"nbd-parent", "nbd-enclave", "imgbuild", "integration/fake-nitro-cli"})
+	bins, err := integration.BuildCommands(ctx, moduleDir, work, []string{"nbd-parent", "nbd-parent+fakenitro", "nbd-enclave", "imgbuild", "integration/fake-nitro-cli"})
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		b, err := exec.CommandContext(ctx, bins["imgbuild"], "--in", "oci:"+layout+":app", "--out", out,
 			"--kernel", k.Image, "--kernel-modules", k.Root, "--init", bins["nbd-enclave"],
 			"--enclave-config", cfg, "--bootstrap", boot,
-			"--tag", "oci-archive:"+tag+":app", "--base", "oci:"+base+":nitro-cli", "--parent-bin", bins["nbd-parent"], "--run-size", "64M",
+			"--tag", "oci-archive:"+tag+":app", "--base", "oci:"+base+":nitro-cli", "--parent-bin", bins["nbd-parent-fakenitro"], "--run-size", "64M",
 			"--progress", "plain").CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("imgbuild: %w\n%s", err, b)
