@@ -22,7 +22,8 @@ deps: ## install apt packages and Go modules (root or sudo)
 build: ## static binaries in ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(IMGBUILD_TAGS)' -o $(BIN)/ ./cmd/...
 
-test: ## unit and oracle tests (oracles skip only where the tool is absent)
+test: ## unit and oracle tests (installs the oracle tools first when one is missing)
+	scripts/ensure-deps.sh
 	$(GO) test -tags '$(IMGBUILD_TAGS)' -timeout $(TEST_TIMEOUT) ./...
 
 lint: ## go mod tidy is a no-op, gofmt clean; go vet and staticcheck, over the unit and the integration-tagged code
