@@ -229,15 +229,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	vm := &integration.VM{Accel: *accel, Kernel: k.Image, Initrd: initrd, ShareDir: work, MemoryM: 1536}
+	logPath := filepath.Join(work, "console.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
 	con := &console{out: stdout, verbose: *verbose}
-	rep, err := vm.Run(ctx, con)
+	rep, err := vm.Run(ctx, io.MultiWriter(con, logFile))
 	con.flush()
 	if err != nil {
 		return err
 	}
 	for _, r := range rep.Results {
 		if !r.Pass {
-			return fmt.Errorf("the guest's %s failed (go run ./integration/demo -v shows the whole console)", r.Name)
+			return fmt.Errorf("the guest's %s failed: the whole console is in %s (kept with -keep; -v prints it)", r.Name, logPath)
 		}
 	}
 	if len(rep.Results) == 0 {
