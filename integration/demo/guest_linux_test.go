@@ -29,7 +29,7 @@ var demoDir = flag.String("demo.dir", "", "the demo's work directory in the VM (
 
 // shown are the log lines of nbd-parent run and of the enclave's console
 // the demo prints, besides the application's own.
-var shown = regexp.MustCompile(`msg="(enclave started|enclave running|run volume formatted|run volume mounted|application exited|stopping the enclave|enclave stopped|enclave down|enclave ended|exports bound|stop requested)"`)
+var shown = regexp.MustCompile(`msg="(enclave started|heartbeat acknowledged|run volume formatted|run volume mounted|stop requested|stop requested by the parent|application exited|teardown step done|enclave event|enclave terminated|enclave ended)"`)
 
 // TestGuest is the demo's guest half (see main.go): it installs the image
 // unpacked by umoci as a container runtime would and runs its entrypoint.
