@@ -12,7 +12,7 @@ IMGBUILD_TAGS := containers_image_openpgp exclude_graphdriver_btrfs exclude_grap
 TEST_TIMEOUT  ?= 20m
 FUZZTIME      ?= 10s
 
-.PHONY: all deps build test bench lint fuzz integration clean
+.PHONY: all deps build test bench lint fuzz integration demo clean
 
 all: build
 
@@ -22,7 +22,8 @@ deps: ## install apt packages and Go modules (root or sudo)
 build: ## static binaries in ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(IMGBUILD_TAGS)' -o $(BIN)/ ./cmd/...
 
-test: ## unit and oracle tests (oracles skip only where the tool is absent)
+test: ## unit and oracle tests (installs the oracle tools first when one is missing)
+	scripts/ensure-deps.sh
 	$(GO) test -tags '$(IMGBUILD_TAGS)' -timeout $(TEST_TIMEOUT) ./...
 
 lint: ## go mod tidy is a no-op, gofmt clean; go vet and staticcheck, over the unit and the integration-tagged code
@@ -39,6 +40,9 @@ bench: build ## our code against the real tools, same machine, same run
 
 integration: ## kernel-level tests in a QEMU microVM (Debian kernel, TCG); HOST=1 runs them on this host instead
 	scripts/integration.sh
+
+demo: ## the whole system on a sample app in the microVM: imgbuild --tag, then nbd-parent run twice (installs its dependencies)
+	scripts/demo.sh $(DEMO_FLAGS)
 
 fuzz: ## a short run of every fuzz target
 	scripts/fuzz.sh $(FUZZTIME)
