@@ -197,8 +197,13 @@ func (g *geometry) build(ctx context.Context, data io.ReaderAt, hashDev io.Write
 	if err != nil {
 		return nil, err
 	}
-	// Levels 1 and up are 1/perBlock of the one below: build them in memory.
-	hs := g.newHasher(salt)
+	return g.buildUpper(hashDev, upper, g.newHasher(salt))
+}
+
+// buildUpper writes levels 1 and up from upper, the digests of the level-0
+// hash blocks, and returns the root hash. Each level is 1/perBlock of the
+// one below: they are built in memory.
+func (g *geometry) buildUpper(hashDev io.WriterAt, upper []byte, hs *hasher) ([]byte, error) {
 	for lvl := 1; lvl < g.levels; lvl++ {
 		n := uint64(len(upper) / g.digestSize)
 		blocks := make([]byte, g.levelSize[lvl]*g.hbs)
