@@ -431,7 +431,14 @@ type verityTee struct {
 	f    *os.File
 	salt []byte
 	b    *verity.Builder
+	// flushed is how far the image was handed to startWriteback.
+	flushed int64
 }
+
+// writebackLag is how far behind the newest chunk the tee starts the
+// image's writeback: erofs's writer goroutine may be a few 1 MiB chunks
+// behind its tee, and pages not yet written would be skipped.
+const writebackLag = 16 << 20
 
 func (t *verityTee) Begin(size int64) error {
 	var err error
@@ -439,7 +446,14 @@ func (t *verityTee) Begin(size int64) error {
 	return err
 }
 
-func (t *verityTee) WriteAt(p []byte, off int64) (int, error) { return t.b.WriteAt(p, off) }
+func (t *verityTee) WriteAt(p []byte, off int64) (int, error) {
+	n, err := t.b.WriteAt(p, off)
+	if end := off - writebackLag; end-t.flushed >= writebackLag {
+		startWriteback(t.f, t.flushed, end-t.flushed)
+		t.flushed = end
+	}
+	return n, err
+}
 
 // finish writes the upper levels and the superblock, with the UUID
 // derived from the filesystem's, and syncs the file, as
