@@ -69,7 +69,7 @@ SOURCE_DATE_EPOCH=0 rss "$work/rss.ours" "$IMGBUILD" --in "oci:$lay:bench" --out
 t1=$(now)
 ours_total=$(elapsed "$t0" "$t1")
 step() { awk -v s="$1" '$1 == "time" && $2 == s { sub("s$", "", $3); print $3 }' "$work/ours.txt"; }
-fs_size=$(awk '/^rootfs:/ { gsub(/[^0-9 ]/, " "); print $1 }' "$work/ours.txt")
+fs_size=$(sed -n 's/^rootfs:.*(erofs \([0-9]*\) bytes.*/\1/p' "$work/ours.txt")
 rootfs_size=$(stat -c %s "$work/out/rootfs.img")
 
 # The real tools on the same input: unpack, mkfs.erofs, veritysetup.
