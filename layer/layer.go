@@ -64,9 +64,9 @@ type Flattener struct {
 	// buf holds the spool's last bytes until it is full or Apply
 	// returns: one write per spoolBuf bytes instead of one or more per
 	// file, and no copy buffer per file.
-	buf []byte
-	entries   int
-	closed    bool
+	buf     []byte
+	entries int
+	closed  bool
 
 	limits     Limits
 	policy     Policy

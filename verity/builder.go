@@ -41,16 +41,9 @@ type hashBlock struct {
 // (opts.DataBlocks of them if set), to be written to hashDev as Format
 // would. opts.Workers is ignored: the callers' goroutines do the hashing.
 func NewBuilder(dataSize int64, hashDev io.WriterAt, opts Options) (*Builder, error) {
-	p, err := paramsFromOptions(dataSize, opts)
+	p, g, err := newTree(dataSize, opts)
 	if err != nil {
 		return nil, err
-	}
-	g, err := newGeometry(p)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Superblock && p.HashOffset%uint64(p.HashBlockSize) != 0 {
-		return nil, fmt.Errorf("%w: hash offset %d is not a multiple of the hash block size %d", ErrInvalidParams, p.HashOffset, p.HashBlockSize)
 	}
 	b := &Builder{
 		p:       p,

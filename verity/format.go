@@ -14,16 +14,9 @@ import (
 // "veritysetup format" prints. data and hashDev may be the same file when
 // opts.HashOffset lies at or past the data's end.
 func Format(ctx context.Context, data io.ReaderAt, dataSize int64, hashDev io.WriterAt, opts Options) (*Params, error) {
-	p, err := paramsFromOptions(dataSize, opts)
+	p, g, err := newTree(dataSize, opts)
 	if err != nil {
 		return nil, err
-	}
-	g, err := newGeometry(p)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Superblock && p.HashOffset%uint64(p.HashBlockSize) != 0 {
-		return nil, fmt.Errorf("%w: hash offset %d is not a multiple of the hash block size %d", ErrInvalidParams, p.HashOffset, p.HashBlockSize)
 	}
 	root, err := g.build(ctx, data, hashDev, p.Salt, opts.Workers)
 	if err != nil {
@@ -95,6 +88,22 @@ func FormatFile(ctx context.Context, dataPath, hashPath string, opts Options) (*
 		return nil, fmt.Errorf("verity: sync %s: %w", hashPath, err)
 	}
 	return p, nil
+}
+
+// newTree checks opts for dataSize bytes of data and lays out the tree.
+func newTree(dataSize int64, opts Options) (*Params, *geometry, error) {
+	p, err := paramsFromOptions(dataSize, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := newGeometry(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !p.Superblock && p.HashOffset%uint64(p.HashBlockSize) != 0 {
+		return nil, nil, fmt.Errorf("%w: hash offset %d is not a multiple of the hash block size %d", ErrInvalidParams, p.HashOffset, p.HashBlockSize)
+	}
+	return p, g, nil
 }
 
 func paramsFromOptions(dataSize int64, o Options) (*Params, error) {
