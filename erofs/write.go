@@ -39,6 +39,20 @@ type Options struct {
 	// blocks instead of packing tails next to the inode
 	// (EROFS_INODE_FLAT_PLAIN only).
 	NoInline bool
+	// Tee, if not nil, is given the image as it is written, so that a
+	// consumer (imgbuild's verity tree) need not read it back.
+	Tee Tee
+}
+
+// Tee receives an image as Write writes it: Begin with the image's size
+// before any byte, then every block exactly once, at its offset, in
+// chunks of whole blocks: blocks 1 and up in order, on a goroutine of
+// Write's own so that it overlaps the writing, and block 0 (the
+// superblock, which depends on all the others) last. An error from Begin
+// or WriteAt fails Write.
+type Tee interface {
+	Begin(size int64) error
+	io.WriterAt
 }
 
 // Stats describes a written image.
@@ -153,7 +167,14 @@ func Write(ctx context.Context, w io.WriterAt, tree *fstree.Tree, opts Options) 
 	if opts.UUID == [16]byte{} {
 		h = sha256.New()
 	}
-	sw := newSeqWriter(w, BlockSize, h, l.metaEnd)
+	var tee io.WriterAt
+	if opts.Tee != nil {
+		if err := opts.Tee.Begin(l.blocks * BlockSize); err != nil {
+			return Stats{}, fmt.Errorf("erofs: tee: %w", err)
+		}
+		tee = opts.Tee
+	}
+	sw := newSeqWriter(w, BlockSize, h, l.metaEnd, tee)
 	defer sw.close()
 	if err := l.writeMeta(ctx, sw); err != nil {
 		return Stats{}, err
@@ -177,6 +198,11 @@ func Write(ctx context.Context, w io.WriterAt, tree *fstree.Tree, opts Options) 
 	sb := l.superblock(uuid, opts.VolumeName)
 	if _, err := w.WriteAt(sb, 0); err != nil {
 		return Stats{}, fmt.Errorf("erofs: write superblock: %w", err)
+	}
+	if opts.Tee != nil {
+		if _, err := opts.Tee.WriteAt(sb, 0); err != nil {
+			return Stats{}, fmt.Errorf("erofs: tee: superblock: %w", err)
+		}
 	}
 	return Stats{
 		Size:      l.blocks * BlockSize,
@@ -675,8 +701,8 @@ func (l *layout) superblock(uuid [16]byte, volume string) []byte {
 
 // seqWriter writes sequentially through an io.WriterAt with a buffer,
 // hashing everything it writes. Full buffers are handed to two goroutines,
-// one hashing and one writing, so reading content, hashing and writing
-// overlap. The first error sticks; close must be called to stop the
+// one hashing and one writing (and a third for the tee, if any), so
+// reading content, hashing and writing overlap. The first error sticks; close must be called to stop the
 // goroutines and collect their error.
 type seqWriter struct {
 	off int64 // offset of the next byte (including buffered ones)
@@ -686,6 +712,7 @@ type seqWriter struct {
 	free    chan []byte
 	toHash  chan *chunk
 	toWrite chan *chunk
+	toTee   chan *chunk // nil without a tee
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	werr    error // first error of the writer goroutine
@@ -708,7 +735,11 @@ const (
 // before fullHashEnd are hashed whole and later ones (file data) only by
 // their CRC-32C, which is much cheaper and still changes with any change of
 // content.
-func newSeqWriter(w io.WriterAt, off int64, h hash.Hash, fullHashEnd int64) *seqWriter {
+// Every chunk is also written to tee, if not nil, on a goroutine of its
+// own; chunks are whole multiples of BlockSize when off and every flush
+// are (flush is called on full buffers, and by close at the image's
+// block-aligned end).
+func newSeqWriter(w io.WriterAt, off int64, h hash.Hash, fullHashEnd int64, tee io.WriterAt) *seqWriter {
 	s := &seqWriter{
 		off:     off,
 		free:    make(chan []byte, writeBufs),
@@ -742,22 +773,30 @@ func newSeqWriter(w io.WriterAt, off int64, h hash.Hash, fullHashEnd int64) *seq
 			}
 		}()
 	}
-	go func() {
+	writeTo := func(ch chan *chunk, w io.WriterAt, what string) {
 		defer s.wg.Done()
-		for c := range s.toWrite {
+		for c := range ch {
 			s.mu.Lock()
 			failed := s.werr != nil
 			s.mu.Unlock()
 			if !failed {
 				if _, err := w.WriteAt(c.b, c.off); err != nil {
 					s.mu.Lock()
-					s.werr = fmt.Errorf("erofs: write at offset %d: %w", c.off, err)
+					if s.werr == nil {
+						s.werr = fmt.Errorf("erofs: %s at offset %d: %w", what, c.off, err)
+					}
 					s.mu.Unlock()
 				}
 			}
 			release(c)
 		}
-	}()
+	}
+	go writeTo(s.toWrite, w, "write")
+	if tee != nil {
+		s.toTee = make(chan *chunk, writeBufs)
+		s.wg.Add(1)
+		go writeTo(s.toTee, tee, "tee")
+	}
 	return s
 }
 
@@ -770,6 +809,9 @@ func (s *seqWriter) close() error {
 	s.closed = true
 	close(s.toHash)
 	close(s.toWrite)
+	if s.toTee != nil {
+		close(s.toTee)
+	}
 	s.wg.Wait()
 	if s.err == nil {
 		s.err = s.werr
@@ -817,11 +859,19 @@ func (s *seqWriter) flush() error {
 		return s.err
 	}
 	c := &chunk{b: s.buf, off: s.off - int64(len(s.buf))}
+	n := int32(1)
 	if s.hashing {
-		c.pending.Store(2)
+		n++
+	}
+	if s.toTee != nil {
+		n++
+	}
+	c.pending.Store(n)
+	if s.hashing {
 		s.toHash <- c
-	} else {
-		c.pending.Store(1)
+	}
+	if s.toTee != nil {
+		s.toTee <- c
 	}
 	s.toWrite <- c
 	s.buf = <-s.free

@@ -14,7 +14,10 @@
 //  3. WriteFS: write the tree as an EROFS image (package erofs);
 //  4. AppendVerity: append a dm-verity hash tree to the same file
 //     (package verity), so rootfs.img is one file: filesystem, then the
-//     verity superblock and tree at offset FSSize;
+//     verity superblock and tree at offset FSSize. Build hashes the tree
+//     from the blocks WriteFS writes, as it writes them (erofs.Options.Tee,
+//     verity.Builder), rather than reading the image back: the same bytes,
+//     one pass;
 //  5. WriteManifest: rootfs.verity.json — the verity parameters, the
 //     filesystem size, where the image came from and how to run it;
 //  6. WriteEIF, when a kernel is given: an enclave image file (package eif)

@@ -229,12 +229,24 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	tmpRootfs := filepath.Join(opts.OutDir, "."+RootfsFile+".tmp")
 	defer os.Remove(tmpRootfs)
+	salt := opts.Salt
+	if salt == nil {
+		salt = DeriveSalt(im.ConfigDigest)
+	}
+	rootfs, err := os.OpenFile(tmpRootfs, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("imgbuild: %w", err)
+	}
+	defer rootfs.Close()
+	// The verity tree is hashed from the chunks erofs writes, on their
+	// way to the file (erofs.Options.Tee): the image is never read back.
+	vt := &verityTee{f: rootfs, salt: salt}
 	var st erofs.Stats
 	err = r.step(StepWriteFS, func() (string, error) {
 		var err error
-		st, err = WriteFS(ctx, fl, tmpRootfs, sde)
+		st, err = writeFS(ctx, fl, rootfs, sde, vt)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("imgbuild: writing %s: %w", tmpRootfs, err)
 		}
 		return fmt.Sprintf("%d inodes, %d MiB", st.Inodes, st.Size>>20), nil
 	})
@@ -243,16 +255,15 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	fl.Close() // the spool is no longer needed
 
-	salt := opts.Salt
-	if salt == nil {
-		salt = DeriveSalt(im.ConfigDigest)
-	}
 	var vp *verity.Params
 	err = r.step(StepVerity, func() (string, error) {
 		var err error
-		vp, err = AppendVerity(ctx, tmpRootfs, st, salt)
+		vp, err = vt.finish(ctx, st)
+		if err == nil {
+			err = rootfs.Close()
+		}
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("imgbuild: verity of %s: %w", tmpRootfs, err)
 		}
 		return fmt.Sprintf("root %x", []byte(vp.RootHash)), nil
 	})
@@ -398,7 +409,7 @@ func WriteFS(ctx context.Context, fl *layer.Flattener, path string, buildTime ti
 	if err != nil {
 		return erofs.Stats{}, fmt.Errorf("imgbuild: %w", err)
 	}
-	st, err := erofs.Write(ctx, f, fl.Tree(), erofs.Options{BuildTime: buildTime})
+	st, err := writeFS(ctx, fl, f, buildTime, nil)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("imgbuild: %s: %w", path, cerr)
 	}
@@ -408,21 +419,90 @@ func WriteFS(ctx context.Context, fl *layer.Flattener, path string, buildTime ti
 	return st, nil
 }
 
+func writeFS(ctx context.Context, fl *layer.Flattener, f *os.File, buildTime time.Time, tee erofs.Tee) (erofs.Stats, error) {
+	return erofs.Write(ctx, f, fl.Tree(), erofs.Options{BuildTime: buildTime, Tee: tee})
+}
+
+// verityTee builds the verity tree of an EROFS image from the chunks
+// erofs.Write hands its Tee, and writes it right after the filesystem in
+// the same file, as AppendVerity would: same tree, same bytes, without
+// reading the image back.
+type verityTee struct {
+	f    *os.File
+	salt []byte
+	b    *verity.Builder
+	// flushed is how far the image was handed to startWriteback.
+	flushed int64
+}
+
+// writebackLag is how far behind the newest chunk the tee starts the
+// image's writeback: erofs's writer goroutine may be a few 1 MiB chunks
+// behind its tee, and pages not yet written would be skipped.
+const writebackLag = 16 << 20
+
+func (t *verityTee) Begin(size int64) error {
+	var err error
+	t.b, err = verity.NewBuilder(size, t.f, verityOptions(size, t.salt))
+	return err
+}
+
+func (t *verityTee) WriteAt(p []byte, off int64) (int, error) {
+	n, err := t.b.WriteAt(p, off)
+	if end := off - writebackLag; end-t.flushed >= writebackLag {
+		startWriteback(t.f, t.flushed, end-t.flushed)
+		t.flushed = end
+	}
+	return n, err
+}
+
+// finish writes the upper levels and the superblock, with the UUID
+// derived from the filesystem's, and syncs the file, as
+// verity.FormatFile does.
+func (t *verityTee) finish(ctx context.Context, st erofs.Stats) (*verity.Params, error) {
+	if t.b == nil {
+		return nil, errors.New("no filesystem was written")
+	}
+	p, err := t.b.Finish(ctx, verityUUID(st))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	return p, nil
+}
+
+// verityOptions are the verity parameters of a filesystem of size bytes:
+// the tree appended right after it.
+func verityOptions(size int64, salt []byte) verity.Options {
+	return verity.Options{
+		HashOffset: uint64(size),
+		DataBlocks: uint64(size) / erofs.BlockSize,
+		Salt:       salt,
+	}
+}
+
+// verityUUID derives the verity UUID from the filesystem's, so that it is
+// reproducible.
+func verityUUID(st erofs.Stats) string {
+	u := st.UUID
+	u[6] = u[6]&0x0f | 0x80 // a "custom" (version 8) UUID, RFC 9562
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
 // AppendVerity appends a dm-verity superblock and hash tree (sha256, 4096-
 // byte blocks) to the filesystem image at path, right after its st.Size
 // bytes. The verity UUID is derived from the filesystem's UUID, so it is
 // reproducible.
+//
+// Build does the same while the filesystem is written (erofs.Options.Tee),
+// without reading it back; this is the step on its own, for a filesystem
+// written by WriteFS.
 func AppendVerity(ctx context.Context, path string, st erofs.Stats, salt []byte) (*verity.Params, error) {
-	u := st.UUID
-	u[6] = u[6]&0x0f | 0x80 // a "custom" (version 8) UUID, RFC 9562
-	u[8] = u[8]&0x3f | 0x80
-	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-	p, err := verity.FormatFile(ctx, path, path, verity.Options{
-		HashOffset: uint64(st.Size),
-		DataBlocks: uint64(st.Size) / erofs.BlockSize,
-		Salt:       salt,
-		UUID:       uuid,
-	})
+	o := verityOptions(st.Size, salt)
+	o.UUID = verityUUID(st)
+	p, err := verity.FormatFile(ctx, path, path, o)
 	if err != nil {
 		return nil, fmt.Errorf("imgbuild: verity of %s: %w", path, err)
 	}

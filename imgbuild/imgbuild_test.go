@@ -18,6 +18,7 @@ import (
 	"github.com/enclave-storage/enclave-storage/erofs"
 	"github.com/enclave-storage/enclave-storage/imgbuild"
 	"github.com/enclave-storage/enclave-storage/imgsrc/ocitest"
+	"github.com/enclave-storage/enclave-storage/layer"
 	"github.com/enclave-storage/enclave-storage/verity"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -332,3 +333,51 @@ func TestBuildErrors(t *testing.T) {
 // capNetRaw is a valid security.capability value (VFS_CAP_REVISION_2,
 // effective, permitted CAP_NET_RAW): the kernel refuses malformed ones.
 const capNetRaw = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+// TestBuildMatchesSteps: Build, which hashes the verity tree while the
+// filesystem is written, gives the rootfs.img and parameters of the steps
+// run one after the other (WriteFS, then AppendVerity reading the image
+// back), on an image of several MiB so that the tree sees many chunks.
+func TestBuildMatchesSteps(t *testing.T) {
+	img := appImage(t, "server")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16+77)
+	img.Layers = append(img.Layers, mustTar(t, ocitest.File("opt/big", string(big)), ocitest.File("opt/small", "tail")))
+	ref := layout(t, img)
+	res := build(t, ref, nil)
+
+	ctx := context.Background()
+	im, err := imgbuild.OpenImage(ctx, ref, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	dir := t.TempDir()
+	fl, err := imgbuild.Flatten(ctx, im, layer.Options{SpoolDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	path := filepath.Join(dir, "rootfs.img")
+	st, err := imgbuild.WriteFS(ctx, fl, path, time.Unix(res.Manifest.SourceDateEpoch, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := imgbuild.AppendVerity(ctx, path, st, imgbuild.DeriveSalt(im.ConfigDigest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.RootHash, res.Manifest.Verity.RootHash) || p.UUID != res.Manifest.Verity.UUID {
+		t.Errorf("steps: root %x uuid %s; Build: root %x uuid %s", []byte(p.RootHash), p.UUID, []byte(res.Manifest.Verity.RootHash), res.Manifest.Verity.UUID)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(res.Rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Build's rootfs.img (%d bytes) differs from the steps' (%d bytes)", len(got), len(want))
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"iter"
 	"strings"
@@ -315,11 +314,31 @@ func (im *Image) readLayer(ctx context.Context, info LayerInfo, yield func(Layer
 	if err != nil {
 		return fmt.Errorf("layer %d %s: fetching blob: %w", info.Index, info.Digest, err)
 	}
-	defer rc.Close()
+	// Each verifier reads (and decompresses) on its own goroutine. On the
+	// way out they are told to stop, the blob is closed to unblock a read
+	// in flight, and only then are they waited for and the decompressor,
+	// which the diff ID's verifier may still be reading, closed.
+	var (
+		vs     []*verifier
+		closer io.Closer
+	)
+	defer func() {
+		for _, v := range vs {
+			v.signal()
+		}
+		rc.Close()
+		for _, v := range vs {
+			v.wait()
+		}
+		if closer != nil {
+			closer.Close()
+		}
+	}()
 	blob, err := newVerifier(ctx, rc, info.Digest, "blob")
 	if err != nil {
 		return fmt.Errorf("layer %d: %w", info.Index, err)
 	}
+	vs = append(vs, blob)
 	decompress, stream, err := compression.DetectCompression(blob)
 	if err != nil {
 		return fmt.Errorf("layer %d %s: detecting compression: %w", info.Index, info.Digest, err)
@@ -330,7 +349,7 @@ func (im *Image) readLayer(ctx context.Context, info LayerInfo, yield func(Layer
 		if err != nil {
 			return fmt.Errorf("layer %d %s: decompressing: %w", info.Index, info.Digest, err)
 		}
-		defer d.Close()
+		closer = d
 		tar = d
 	}
 	var diff io.Reader = tar
@@ -338,8 +357,13 @@ func (im *Image) readLayer(ctx context.Context, info LayerInfo, yield func(Layer
 	// would only cost time.
 	if decompress == nil && info.DiffID == info.Digest {
 		diff = stream
-	} else if diff, err = newVerifier(ctx, tar, info.DiffID, "diff ID"); err != nil {
-		return fmt.Errorf("layer %d: %w", info.Index, err)
+	} else {
+		v, err := newVerifier(ctx, tar, info.DiffID, "diff ID")
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", info.Index, err)
+		}
+		vs = append(vs, v)
+		diff = v
 	}
 	if !yield(Layer{LayerInfo: info, Tar: diff}, nil) {
 		return errStop
@@ -353,44 +377,4 @@ func (im *Image) readLayer(ctx context.Context, info LayerInfo, yield func(Layer
 		return fmt.Errorf("layer %d %s: %w", info.Index, info.Digest, err)
 	}
 	return nil
-}
-
-// verifier hashes what is read through it and, at EOF, fails unless the
-// content matched the expected digest. It also stops on ctx cancellation.
-type verifier struct {
-	ctx  context.Context
-	r    io.Reader
-	h    hash.Hash
-	want digest.Digest
-	what string
-	err  error
-}
-
-func newVerifier(ctx context.Context, r io.Reader, want digest.Digest, what string) (*verifier, error) {
-	if err := want.Validate(); err != nil {
-		return nil, fmt.Errorf("%s %q: %w", what, want, err)
-	}
-	return &verifier{ctx: ctx, r: r, h: want.Algorithm().Hash(), want: want, what: what}, nil
-}
-
-func (v *verifier) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	if err := v.ctx.Err(); err != nil {
-		v.err = err
-		return 0, err
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF {
-		got := digest.NewDigest(v.want.Algorithm(), v.h)
-		if got != v.want {
-			err = fmt.Errorf("%s %s: %w: content hashes to %s", v.what, v.want, ErrDigestMismatch, got)
-		}
-	} else if err != nil {
-		err = fmt.Errorf("reading %s %s: %w", v.what, v.want, err)
-	}
-	v.err = err
-	return n, err
 }

@@ -1,8 +1,10 @@
 package imgsrc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -359,4 +361,65 @@ func TestPlatformMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	im.Close()
+}
+
+// TestLayersBigAndCancelled reads layers of several read-ahead chunks
+// through every compression: whole, they match what was written; a loop
+// left after a few bytes of the first ends cleanly; a context cancelled
+// in the middle of a layer ends the iteration with its error.
+func TestLayersBigAndCancelled(t *testing.T) {
+	big := make([]byte, 5<<20+123)
+	for i := range big {
+		big[i] = byte(i * 7 / 5) // compresses, but not to nothing
+	}
+	for _, c := range []ocitest.Compression{ocitest.Uncompressed, ocitest.Gzip, ocitest.Zstd} {
+		t.Run(fmt.Sprint(c), func(t *testing.T) {
+			img := testImage(t, c)
+			img.Layers[0] = mustTar(t, ocitest.File("big", string(big)), ocitest.File("small", "x"))
+			dir := t.TempDir()
+			if _, err := ocitest.WriteLayout(dir, "app", img); err != nil {
+				t.Fatal(err)
+			}
+			im, err := imgsrc.Open(context.Background(), "oci:"+dir+":app", imgsrc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+
+			got, err := readAll(t, im)
+			if err != nil || len(got) != 2 || !bytes.Equal(got[0], img.Layers[0]) || !bytes.Equal(got[1], img.Layers[1]) {
+				t.Fatalf("whole read: %d layers, err %v", len(got), err)
+			}
+
+			for l, err := range im.Layers(context.Background()) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(l.Tar, make([]byte, 100)); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var last error
+			for l, err := range im.Layers(ctx) {
+				if err != nil {
+					last = err
+					break
+				}
+				if _, err := io.ReadFull(l.Tar, make([]byte, 2<<20)); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+				if _, err := io.Copy(io.Discard, l.Tar); !errors.Is(err, context.Canceled) {
+					t.Errorf("reading on after cancel: %v, want context.Canceled", err)
+				}
+			}
+			if !errors.Is(last, context.Canceled) {
+				t.Errorf("iteration ended with %v, want context.Canceled", last)
+			}
+		})
+	}
 }

@@ -60,9 +60,13 @@ type Flattener struct {
 	tree      *fstree.Tree
 	spool     *os.File
 	spoolName string // set while the spool still has to be removed
-	off       int64
-	entries   int
-	closed    bool
+	off       int64  // spool bytes so far, buffered ones included
+	// buf holds the spool's last bytes until it is full or Apply
+	// returns: one write per spoolBuf bytes instead of one or more per
+	// file, and no copy buffer per file.
+	buf     []byte
+	entries int
+	closed  bool
 
 	limits     Limits
 	policy     Policy
@@ -127,13 +131,22 @@ type applier struct {
 	touched map[string]bool
 }
 
+// spoolBuf is the size of the spool's write buffer.
+const spoolBuf = 1 << 20
+
 // Apply reads the tar stream r of one layer and applies it to the tree.
 // name identifies the layer in errors (use its digest). On error the tree
 // is left partly updated and should be discarded.
-func (fl *Flattener) Apply(ctx context.Context, r io.Reader, name string) error {
+func (fl *Flattener) Apply(ctx context.Context, r io.Reader, name string) (err error) {
 	if fl.closed {
 		return fmt.Errorf("layer %s: flattener closed", name)
 	}
+	// The tree's content reads the spool: it must all be there on return.
+	defer func() {
+		if ferr := fl.flush(); err == nil && ferr != nil {
+			err = fmt.Errorf("layer %s: %w", name, ferr)
+		}
+	}()
 	a := &applier{fl: fl, name: name, touched: map[string]bool{"": true}}
 	tr := tar.NewReader(r)
 	for {
@@ -459,19 +472,47 @@ func (a *applier) resolve(dir string, create bool) (string, error) {
 	return strings.Join(done, "/"), nil
 }
 
-// spoolContent copies size bytes of r to the spool and returns the
-// content reference.
+// spoolContent copies size bytes of r to the spool, reading them
+// straight into its write buffer, and returns the content reference.
 func (fl *Flattener) spoolContent(r io.Reader, size int64) (fstree.Content, error) {
+	if fl.buf == nil {
+		fl.buf = make([]byte, 0, spoolBuf)
+	}
 	off := fl.off
-	n, err := io.Copy(io.NewOffsetWriter(fl.spool, off), io.LimitReader(r, size))
-	if err != nil {
-		return nil, fmt.Errorf("spooling content: %w", err)
+	for left := size; left > 0; {
+		if len(fl.buf) == cap(fl.buf) {
+			if err := fl.flush(); err != nil {
+				return nil, err
+			}
+		}
+		room := fl.buf[len(fl.buf):min(int64(cap(fl.buf)), int64(len(fl.buf))+left)]
+		n, err := r.Read(room)
+		fl.buf = fl.buf[:len(fl.buf)+n]
+		fl.off += int64(n)
+		left -= int64(n)
+		if left == 0 {
+			break
+		}
+		if err == io.EOF {
+			return nil, fmt.Errorf("content: %d of %d bytes: %w", size-left, size, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spooling content: %w", err)
+		}
 	}
-	if n != size {
-		return nil, fmt.Errorf("content: %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
-	}
-	fl.off += size
 	return fstree.SectionContent{R: fl.spool, Offset: off, Length: size}, nil
+}
+
+// flush writes the buffered spool bytes out.
+func (fl *Flattener) flush() error {
+	if len(fl.buf) == 0 {
+		return nil
+	}
+	if _, err := fl.spool.WriteAt(fl.buf, fl.off-int64(len(fl.buf))); err != nil {
+		return fmt.Errorf("spooling content: %w", err)
+	}
+	fl.buf = fl.buf[:0]
+	return nil
 }
 
 // xattrPAX is the PAX record prefix of extended attributes, as GNU tar,

@@ -7,13 +7,16 @@
 #   verity step  vs  veritysetup format --hash-offset (tree appended)
 #   whole build  vs  tar -x of the layers + mkfs.erofs + veritysetup
 # Ours does more (digest checks, whiteouts, ownership without root) and
-# never touches the tree on disk. Reports, not assertions.
-# BENCH_IMGBUILD_MIB changes the size; IMGBUILD names another binary.
+# never touches the tree on disk. Ratios are "times as fast" (the tools'
+# time over ours: above 1 we are faster); peak RSS is /usr/bin/time's
+# maximum resident set of each process. Reports, not assertions.
+# BENCH_IMGBUILD_MIB changes the size; IMGBUILD names another binary;
+# TMPDIR places the work directory (it needs about 4x the image's size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH:/usr/sbin:/sbin"
 IMGBUILD=${IMGBUILD:-imgbuild}
-for t in "$IMGBUILD" mkfs.erofs veritysetup sha256sum; do
+for t in "$IMGBUILD" mkfs.erofs veritysetup sha256sum /usr/bin/time; do
 	command -v "$t" >/dev/null || { echo "bench-imgbuild: $t not found (make build; scripts/deps.sh)" >&2; exit 1; }
 done
 
@@ -22,7 +25,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bench-imgbuild.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "n/a" }'; } # ours, tools
+# rss FILE CMD...: runs CMD, appending its peak RSS (KiB) to FILE.
+rss() { local f=$1; shift; /usr/bin/time -f %M -a -o "$f" "$@"; }
+maxrss() { awk 'BEGIN { m = 0 } $1 + 0 > m { m = $1 + 0 } END { printf "%.0f", m / 1024 }' "$@"; } # MiB
 
 # The tree: 80% of the bytes in 4 MiB files, 20% in 8 KiB files.
 tree=$work/tree
@@ -31,7 +37,7 @@ big=$((MIB * 4 / 5)) small=$((MIB - MIB * 4 / 5))
 head -c "${big}M" /dev/urandom | split -b 4M -a 4 - "$tree/opt/big/f"
 head -c "${small}M" /dev/urandom | split -b 8k -a 5 - "$tree/usr/share/small/f"
 nfiles=$(find "$tree" -type f | wc -l)
-echo "image: ${MIB} MiB in $nfiles files, two uncompressed layers"
+echo "image: ${MIB} MiB in $nfiles files, two uncompressed layers; load average $(cut -d" " -f1-3 /proc/loadavg)"
 
 # The OCI layout, by hand: two layer blobs, a config, a manifest, index.json.
 lay=$work/layout
@@ -59,35 +65,37 @@ sync
 
 # Ours.
 t0=$(now)
-SOURCE_DATE_EPOCH=0 "$IMGBUILD" --in "oci:$lay:bench" --out "$work/out" --salt 00 --progress plain >"$work/ours.txt" 2>"$work/ours.log"
+SOURCE_DATE_EPOCH=0 rss "$work/rss.ours" "$IMGBUILD" --in "oci:$lay:bench" --out "$work/out" --salt 00 --progress plain >"$work/ours.txt" 2>"$work/ours.log"
 t1=$(now)
 ours_total=$(elapsed "$t0" "$t1")
 step() { awk -v s="$1" '$1 == "time" && $2 == s { sub("s$", "", $3); print $3 }' "$work/ours.txt"; }
-fs_size=$(awk '/^rootfs:/ { gsub(/[^0-9 ]/, " "); print $1 }' "$work/ours.txt")
+fs_size=$(sed -n 's/^rootfs:.*(erofs \([0-9]*\) bytes.*/\1/p' "$work/ours.txt")
 rootfs_size=$(stat -c %s "$work/out/rootfs.img")
 
 # The real tools on the same input: unpack, mkfs.erofs, veritysetup.
 rm -rf "$tree"
 t0=$(now)
 mkdir "$work/unpacked"
-tar -xf "$lay/blobs/sha256/$d1" -C "$work/unpacked"
-tar -xf "$lay/blobs/sha256/$d2" -C "$work/unpacked"
+rss "$work/rss.tar" tar -xf "$lay/blobs/sha256/$d1" -C "$work/unpacked"
+rss "$work/rss.tar" tar -xf "$lay/blobs/sha256/$d2" -C "$work/unpacked"
 t1=$(now)
-mkfs.erofs --quiet -T0 "$work/ref.img" "$work/unpacked" >/dev/null
+rss "$work/rss.mkfs" mkfs.erofs --quiet -T0 "$work/ref.img" "$work/unpacked" >/dev/null
 t2=$(now)
 ref_fs=$(stat -c %s "$work/ref.img")
-veritysetup format "$work/ref.img" "$work/ref.img" --hash-offset="$ref_fs" --salt=00 >/dev/null
+rss "$work/rss.verity" veritysetup format "$work/ref.img" "$work/ref.img" --hash-offset="$ref_fs" --salt=00 >/dev/null
 t3=$(now)
 ref_unpack=$(elapsed "$t0" "$t1") ref_mkfs=$(elapsed "$t1" "$t2") ref_verity=$(elapsed "$t2" "$t3")
 ref_total=$(elapsed "$t0" "$t3")
 
-printf '\n%-28s %10s %10s %8s\n' "step" "ours (s)" "tools (s)" "ratio"
+printf '\n%-28s %10s %10s %8s\n' "step" "ours (s)" "tools (s)" "x as fast"
 printf '%-28s %10s %10s %8s\n' "open image" "$(step open)" "-" "-"
 printf '%-28s %10s %10s %8s\n' "flatten layers / tar -x" "$(step flatten)" "$ref_unpack" "$(ratio "$(step flatten)" "$ref_unpack")"
 printf '%-28s %10s %10s %8s\n' "erofs / mkfs.erofs" "$(step erofs)" "$ref_mkfs" "$(ratio "$(step erofs)" "$ref_mkfs")"
 printf '%-28s %10s %10s %8s\n' "verity / veritysetup" "$(step verity)" "$ref_verity" "$(ratio "$(step verity)" "$ref_verity")"
 printf '%-28s %10s %10s %8s\n' "manifest" "$(step manifest)" "-" "-"
 printf '%-28s %10s %10s %8s\n' "end to end (wall)" "$ours_total" "$ref_total" "$(ratio "$ours_total" "$ref_total")"
+printf '%-28s %10s %10s\n' "peak RSS, MiB (tools: max)" "$(maxrss "$work/rss.ours")" "$(maxrss "$work/rss.tar" "$work/rss.mkfs" "$work/rss.verity")"
+printf '%-28s %10s %10s\n' "  tar -x / mkfs / verity" "" "$(maxrss "$work/rss.tar")/$(maxrss "$work/rss.mkfs")/$(maxrss "$work/rss.verity")"
 printf '%-28s %10s %10s\n' "filesystem bytes" "$fs_size" "$ref_fs"
 printf '%-28s %10s %10s\n' "rootfs.img bytes (+verity)" "$rootfs_size" "$(stat -c %s "$work/ref.img")"
 awk -v m="$MIB" -v t="$ours_total" 'BEGIN { if (t > 0) printf "imgbuild throughput: %.1f MiB/s end to end\n", m / t }'

@@ -14,16 +14,9 @@ import (
 // "veritysetup format" prints. data and hashDev may be the same file when
 // opts.HashOffset lies at or past the data's end.
 func Format(ctx context.Context, data io.ReaderAt, dataSize int64, hashDev io.WriterAt, opts Options) (*Params, error) {
-	p, err := paramsFromOptions(dataSize, opts)
+	p, g, err := newTree(dataSize, opts)
 	if err != nil {
 		return nil, err
-	}
-	g, err := newGeometry(p)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Superblock && p.HashOffset%uint64(p.HashBlockSize) != 0 {
-		return nil, fmt.Errorf("%w: hash offset %d is not a multiple of the hash block size %d", ErrInvalidParams, p.HashOffset, p.HashBlockSize)
 	}
 	root, err := g.build(ctx, data, hashDev, p.Salt, opts.Workers)
 	if err != nil {
@@ -95,6 +88,22 @@ func FormatFile(ctx context.Context, dataPath, hashPath string, opts Options) (*
 		return nil, fmt.Errorf("verity: sync %s: %w", hashPath, err)
 	}
 	return p, nil
+}
+
+// newTree checks opts for dataSize bytes of data and lays out the tree.
+func newTree(dataSize int64, opts Options) (*Params, *geometry, error) {
+	p, err := paramsFromOptions(dataSize, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := newGeometry(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !p.Superblock && p.HashOffset%uint64(p.HashBlockSize) != 0 {
+		return nil, nil, fmt.Errorf("%w: hash offset %d is not a multiple of the hash block size %d", ErrInvalidParams, p.HashOffset, p.HashBlockSize)
+	}
+	return p, g, nil
 }
 
 func paramsFromOptions(dataSize int64, o Options) (*Params, error) {
@@ -197,8 +206,13 @@ func (g *geometry) build(ctx context.Context, data io.ReaderAt, hashDev io.Write
 	if err != nil {
 		return nil, err
 	}
-	// Levels 1 and up are 1/perBlock of the one below: build them in memory.
-	hs := g.newHasher(salt)
+	return g.buildUpper(hashDev, upper, g.newHasher(salt))
+}
+
+// buildUpper writes levels 1 and up from upper, the digests of the level-0
+// hash blocks, and returns the root hash. Each level is 1/perBlock of the
+// one below: they are built in memory.
+func (g *geometry) buildUpper(hashDev io.WriterAt, upper []byte, hs *hasher) ([]byte, error) {
 	for lvl := 1; lvl < g.levels; lvl++ {
 		n := uint64(len(upper) / g.digestSize)
 		blocks := make([]byte, g.levelSize[lvl]*g.hbs)
