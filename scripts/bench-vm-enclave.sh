@@ -3,13 +3,14 @@
 # integration microVM RUNS times (default 1) with TestEnclaveIOTable
 # (enclave/iotable_linux_test.go): fio on every layer of the enclave's
 # storage stack — raw /dev/nbdN (vsock loopback to nbd-parent, through the
-# relay nbd-enclave uses), dm-crypt, ext4, the overlay root; dm-verity,
-# erofs, the overlay's lower files — and on loop devices over the same
+# relay nbd-enclave uses), dm-crypt, a file the application writes in its
+# overlay root (ext4 on dm-crypt); dm-verity, a file of the image read
+# through the overlay (erofs on dm-verity) — and on loop devices over the same
 # files with the same dm tables (no NBD) as reference. Prints the median
 # of each row over the runs, each layer against the one below it and
 # against its local reference. Reports only.
 #
-#   scripts/bench-vm-enclave.sh              # one run (about 6 minutes under TCG)
+#   scripts/bench-vm-enclave.sh              # one run (5-8 minutes under TCG)
 #   RUNS=3 scripts/bench-vm-enclave.sh       # medians of three
 #   KEEP=DIR scripts/bench-vm-enclave.sh     # keep each run's log in DIR
 #
@@ -26,7 +27,7 @@ rows=$logs/rows
 : >"$rows"
 for i in $(seq "$runs"); do
 	echo "run $i/$runs: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-	if ! scripts/integration.sh -guest.pkgs=./enclave -guest.run='^TestEnclaveIOTable$' -guest.cmds=nbd-parent "$@" >"$logs/run$i.log" 2>&1; then
+	if ! scripts/integration.sh -guest.pkgs=./enclave -guest.run='^TestEnclaveIOTable$' -guest.cmds=nbd-parent -guest.timeout=10m "$@" >"$logs/run$i.log" 2>&1; then
 		echo "bench-vm-enclave: run $i failed; its log:" >&2
 		tail -50 "$logs/run$i.log" >&2
 		exit 1
