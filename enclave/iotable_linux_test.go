@@ -151,6 +151,7 @@ func ioTable(t *testing.T, sc ioScale) {
 	runSize := 16<<20 + 2*sc.size + 16<<20
 	port := uint32(21500)
 	parentPid := startParent(t, parentBin, "--listen", fmt.Sprintf("vsock://:%d", port),
+		"--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		"--export", "image="+img+",ro", "--export", fmt.Sprintf("run=%s,size=%d", run, runSize))
 	cfg := Config{Parent: fmt.Sprintf("vsock://1:%d", port)}
 
@@ -177,7 +178,7 @@ func ioTable(t *testing.T, sc ioScale) {
 	step("run attached")
 	m.info(runDev, "run")
 	if sc.raw {
-		m.measureRaw(ctx, t, runDev, run, img, params)
+		m.measureRaw(ctx, t, nl, runDev, fmt.Sprintf("tcp://127.0.0.1:%d", port), run, img, params)
 	}
 	cryptDev := openRunCrypt(ctx, t, runDev, undo)
 	if sc.raw {
@@ -238,10 +239,12 @@ func ioTable(t *testing.T, sc ioScale) {
 	step("NBD stack measured and torn down")
 }
 
-// measureRaw measures the raw run device and, with sc.references, loop
-// devices over the run and image files with OpenRun's and OpenVerity's
-// tables on them; it removes those before returning.
-func (m *ioMeter) measureRaw(ctx context.Context, t *testing.T, runDev *Attached, run, img string, params *verity.Params) {
+// measureRaw measures the raw run device and, with sc.references, the run
+// export attached a second time over TCP loopback (which the kernel takes
+// itself: no vsock, no relay), and loop devices over the run and image
+// files with OpenRun's and OpenVerity's tables on them; it removes those
+// before returning.
+func (m *ioMeter) measureRaw(ctx context.Context, t *testing.T, nl *nbdkernel.Conn, runDev *Attached, tcp, run, img string, params *verity.Params) {
 	t.Helper()
 	nbdRun := ioTarget{layer: "nbd-run", path: runDev.Path, writable: true, ref: "loop-run"}
 	if !m.sc.references {
@@ -250,6 +253,11 @@ func (m *ioMeter) measureRaw(ctx context.Context, t *testing.T, runDev *Attached
 	}
 	local := NewUndo(nil)
 	defer local.Unwind(context.WithoutCancel(ctx))
+	tcpDev, err := AttachExport(ctx, nl, Config{Parent: tcp}, "run", true, local)
+	if err != nil {
+		t.Fatalf("AttachExport run over TCP: %v", err)
+	}
+	m.info(tcpDev, "run over TCP")
 	runLoop, err := itest.AttachLoop(ctx, run, false)
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +275,7 @@ func (m *ioMeter) measureRaw(ctx context.Context, t *testing.T, runDev *Attached
 	m.measure(ctx,
 		ioTarget{layer: "loop-run", path: runLoop.Path, writable: true},
 		nbdRun,
+		ioTarget{layer: "nbd-run-tcp", path: tcpDev.Path, writable: true, ref: "loop-run"},
 		ioTarget{layer: "loop-image", path: imgLoop.Path},
 		ioTarget{layer: "verity-loop", path: verityLoop, below: "loop-image"})
 	cryptLoop := openRunCrypt(ctx, t, loopAttached(t, runLoop, "run"), local)
@@ -417,7 +426,7 @@ func (m *ioMeter) info(a *Attached, export string) {
 		b, _ := os.ReadFile(filepath.Join("/sys/block", filepath.Base(a.Path), "queue", name))
 		return strings.TrimSpace(string(b))
 	}
-	fmt.Printf("%s-INFO export=%s device=%s relay=%v read_ahead_kb=%s max_sectors_kb=%s nr_requests=%s scheduler=%q\n",
+	fmt.Printf("%s-INFO export=%q device=%s relay=%v read_ahead_kb=%s max_sectors_kb=%s nr_requests=%s scheduler=%q\n",
 		ioTablePrefix, export, a.Path, relay, q("read_ahead_kb"), q("max_sectors_kb"), q("nr_requests"), q("scheduler"))
 }
 
