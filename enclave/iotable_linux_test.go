@@ -39,8 +39,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/enclave-storage/enclave-storage/erofs"
-	"github.com/enclave-storage/enclave-storage/fstree"
 	"github.com/enclave-storage/enclave-storage/integration/itest"
 	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/keys"
@@ -355,26 +353,8 @@ func ioImage(t *testing.T, size int64) (string, *verity.Params, string) {
 	const name = "data.bin"
 	src := t.TempDir()
 	fill(t, filepath.Join(src, name), size)
-	ctx := context.Background()
-	tree, err := fstree.FromDir(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(t.TempDir(), "rootfs.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := erofs.Write(ctx, f, tree, erofs.Options{})
-	f.Close()
-	if err != nil {
-		t.Fatalf("erofs.Write: %v", err)
-	}
+	img, p := verityImage(t, src)
 	os.Remove(filepath.Join(src, name)) // tmpfs: the VM has 1 GiB
-	p, err := verity.FormatFile(ctx, img, img, verity.Options{HashOffset: uint64(st.Size)})
-	if err != nil {
-		t.Fatalf("verity.FormatFile: %v", err)
-	}
 	return img, p, name
 }
 
@@ -558,9 +538,9 @@ func parseFio(b []byte) (map[string]ioResult, error) {
 		if j.Write.IOs > s.IOs {
 			s = j.Write
 		}
-		if s.IOs == 0 {
-			return nil, fmt.Errorf("fio job %s did no I/O", j.Name)
-		}
+		// A job can complete nothing in its window when one request
+		// outlasts it (1 MiB at qd8 on a starved TCG guest): a 0 row,
+		// which the script's median of runs passes over.
 		res[j.Name] = ioResult{mibs: s.BW / (1 << 20), iops: s.IOPS, latUS: s.Lat.Mean / 1000}
 	}
 	return res, nil
