@@ -171,6 +171,13 @@ func image(t *testing.T) (string, *verity.Params) {
 		os.Symlink("busybox", filepath.Join(dir, "bin", applet))
 	}
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644)
+	return verityImage(t, dir)
+}
+
+// verityImage writes the tree at dir as erofs with its dm-verity tree
+// appended and returns the image's path and verity parameters.
+func verityImage(t *testing.T, dir string) (string, *verity.Params) {
+	t.Helper()
 	ctx := context.Background()
 	tree, err := fstree.FromDir(ctx, dir)
 	if err != nil {

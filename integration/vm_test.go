@@ -20,6 +20,7 @@ import (
 var (
 	hostMode  = flag.Bool("host", false, "run the test binaries directly on this (privileged, modules loaded) host instead of in the microVM")
 	guestRun  = flag.String("guest.run", "", "passed as -test.run to every test binary")
+	guestTime = flag.Duration("guest.timeout", 0, "passed as -test.timeout to every test binary (0: /init's 5m), for benchmarks that run longer")
 	guestPkgs = flag.String("guest.pkgs", "", "comma-separated packages to test; default: every package with integration-tagged tests")
 	guestCmds = flag.String("guest.cmds", "nbd-parent,nbd-enclave,imgbuild,nbd-enclave+fakensm,nbd-parent+fakenitro,integration/fake-nitro-cli", "comma-separated ./cmd/NAME binaries to put in the VM's /bin (missing ones are skipped); NAME+TAG builds NAME with build tag TAG as NAME-TAG; DIR/NAME builds ./DIR/NAME; integration/fake-nitro-cli is installed as nitro-cli")
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
@@ -78,6 +79,10 @@ func TestVM(t *testing.T) {
 	var args []string
 	if *guestRun != "" {
 		args = append(args, "-test.run="+*guestRun)
+	}
+	if *guestTime > 0 {
+		// After /init's own -test.timeout: the last one wins.
+		args = append(args, "-test.timeout="+guestTime.String())
 	}
 
 	console := &lineLogger{t: t}
