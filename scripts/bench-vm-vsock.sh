@@ -8,7 +8,11 @@
 # The guest side is TestVsockBench/full in nbd/benchvsock_linux_test.go
 # (make integration runs only its smoke part). The VM is emulated (TCG)
 # unless -vm.accel=kvm works, so the absolute numbers are low: read the
-# ratios. Reports only. Extra arguments go to scripts/integration.sh.
+# ratios. BENCH_VM_VSOCK_VARIANTS=1 also serves, in-process, our server
+# with each vsock data-path choice switched off (sendfile, the larger
+# receive buffer) and with all of them off ("main", the path before
+# them), to measure what each buys in the same run. Reports only. Extra
+# arguments go to scripts/integration.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
@@ -18,13 +22,19 @@ for tool in qemu-system-x86_64 nbdkit fio nbdcopy; do
 		exit 0
 	fi
 done
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+mkdir -p integration/out
+log=integration/out/bench-vm-vsock.log # kept for a look at a failed run
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-if ! scripts/integration.sh -guest.pkgs=./nbd -guest.run=TestVsockBench/full -guest.cmds=nbd-parent "$@" >"$log" 2>&1; then
+run=TestVsockBench/full
+if [ -n "${BENCH_VM_VSOCK_VARIANTS:-}" ]; then run=TestVsockBench/variants; fi
+# The guest's test binary stops at -test.timeout (5m by default): give the
+# emulated VM more, and the harness too.
+if ! scripts/integration.sh -guest.pkgs=./nbd "-guest.run=$run -test.timeout=25m" -vm.timeout=30m -guest.cmds=nbd-parent "$@" >"$log" 2>&1; then
 	tail -n 60 "$log"
-	echo "bench-vm-vsock: the VM run failed" >&2
+	echo "bench-vm-vsock: the VM run failed; its log: $log" >&2
 	exit 1
 fi
 echo "NBD over vsock loopback in the microVM (kernel $(grep -o 'kernel [^ ,]*' "$log" | head -n 1 | cut -d' ' -f2)); host load before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
-grep -o 'BENCH-VSOCK.*' "$log" | sed 's/^BENCH-VSOCK //'
+grep -o 'BENCH-VSOCK.*' "$log" | sed 's/^BENCH-VSOCK //' | grep -v '^rounds '
+echo "per round:"
+grep -o 'BENCH-VSOCK rounds.*' "$log" | sed 's/^BENCH-VSOCK rounds /  /'
