@@ -20,6 +20,20 @@ import (
 // them overlaps with sending other replies.
 const inlineReadMax = 128 << 10
 
+// inlineWriteMax is the largest write the reader executes itself (see
+// inlineWriter); larger ones go to workers.
+const inlineWriteMax = 16 << 10
+
+// inlineWriter is implemented by backends (File) that can take a write
+// from the connection's reader without waiting behind other writes. A
+// small write into the page cache costs less than handing it to a worker
+// and waking a thread for it: with 4 KiB random writes, 32 in flight, the
+// hand-offs made one to four context switches per request, nbdkit's
+// threads a fifth of one.
+type inlineWriter interface {
+	tryWriteAt(p []byte, off int64) (bool, error)
+}
+
 // maxQueued bounds the bytes of replies the reader may queue before it
 // must write them itself.
 const maxQueued = 8 << 20
@@ -197,6 +211,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			case !inBounds:
 				ss.release(buf, n)
 				ss.fail(req, op, errNoSpc)
+			case pipe == nil && n <= inlineWriteMax && req.flags == 0 && ss.writeInline(req, op, buf, n):
 			default:
 				ss.start(req, op, buf, pipe, n)
 			}
@@ -274,6 +289,29 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 		ss.sem.Acquire(context.Background(), max(n, ss.s.minShare))
 		ss.start(req, op, nil, nil, n)
 	}
+}
+
+// writeInline executes a small write without FUA on the reader when the
+// backend can take it at once (inlineWriter), queues its reply and
+// releases buf and its share n. It reports false, having done nothing,
+// when the write must go to a worker.
+func (ss *session) writeInline(req request, op int, buf *buffer, n int64) bool {
+	w, ok := ss.e.Backend.(inlineWriter)
+	if !ok {
+		return false
+	}
+	t0 := time.Now()
+	done, err := w.tryWriteAt(buf.b, int64(req.offset))
+	if !done {
+		return false
+	}
+	errno := ss.errno(req, err)
+	ss.e.metrics.observe(op, n, errno, time.Since(t0))
+	ss.release(buf, n)
+	reply := ss.s.bufs.get(replySize)
+	putReply(reply.b, errno, req.cookie)
+	ss.enqueue(pending{reply: reply})
+	return true
 }
 
 // release returns a payload buffer and its share of the budget.
