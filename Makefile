@@ -12,7 +12,7 @@ IMGBUILD_TAGS := containers_image_openpgp exclude_graphdriver_btrfs exclude_grap
 TEST_TIMEOUT  ?= 20m
 FUZZTIME      ?= 10s
 
-.PHONY: all deps build test bench bench-vm lint fuzz integration clean
+.PHONY: all deps build test bench lint fuzz integration clean
 
 all: build
 
@@ -37,6 +37,7 @@ lint: ## go mod tidy is a no-op, gofmt clean; go vet and staticcheck, over the u
 bench: build ## our code against the real tools, same machine, same run
 	scripts/bench.sh
 
+.PHONY: bench-vm
 bench-vm: ## our code against the real tools inside the QEMU microVM (vsock, the enclave's path); slow
 	@for b in scripts/bench-vm-*.sh; do echo "== $$b"; bash "$$b" || exit 1; echo; done
 
