@@ -38,8 +38,9 @@ lint: ## go mod tidy is a no-op, gofmt clean; go vet and staticcheck, over the u
 bench: build ## our code against the real tools, same machine, same run
 	scripts/bench.sh
 
-bench-vm: build
-	for s in scripts/bench-vm-*.sh; do bash $$s; done
+.PHONY: bench-vm
+bench-vm: build ## our code against the real tools inside the QEMU microVM (vsock, the enclave's path); slow
+	@for b in scripts/bench-vm-*.sh; do echo "== $$b"; bash "$$b" || exit 1; echo; done
 
 integration: ## kernel-level tests in a QEMU microVM (Debian kernel, TCG); HOST=1 runs them on this host instead
 	scripts/integration.sh

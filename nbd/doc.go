@@ -29,10 +29,19 @@
 // [Options.Workers] and a per-connection byte budget) and answered as they
 // complete, possibly out of order. Reads whose data is already in the page
 // cache skip the workers: up to 128 KiB the connection's reader answers
-// them itself with preadv2(RWF_NOWAIT), and larger ones on TCP and unix
-// sockets are sent with sendfile(2) by the reply writer once cachestat(2)
-// says every page is resident, so neither can stall on storage; all other
-// requests go to workers. Write payloads of 128 KiB to 1 MiB on TCP and
+// them itself with preadv2(RWF_NOWAIT), and larger ones on TCP, unix and
+// vsock sockets are sent with sendfile(2) by the reply writer once
+// cachestat(2) says every page is resident, so neither can stall on
+// storage. Writes of at most 16 KiB without FUA are also written by the
+// reader, when no other write holds the file (its lock, below, is free):
+// handing each to a worker cost one to four context switches per 4 KiB
+// write. All other requests go to workers. On TCP the header before
+// such data is sent with MSG_MORE, so that it leaves with the data rather
+// than as a 16-byte segment that wakes the client on its own (a quarter
+// of the server's CPU per GiB of sequential reads). On vsock, where
+// Linux 6.1's sendpage is sock_no_sendpage (the kernel copies each page
+// into a packet; vsock gained MSG_ZEROCOPY only in 6.7), sendfile still
+// saves the copy through user space. Write payloads of 128 KiB to 1 MiB on TCP and
 // unix sockets are splice(2)d from the socket into a pipe (the pipe takes
 // references to the received pages) and from the pipe into the file, so
 // the only copy left is the one into the page cache. Writes to a regular
@@ -40,8 +49,12 @@
 // writes to an inode anyway, and waiting on its lock spins on the CPU
 // where a mutex parks the goroutine. A reply's header and data share one
 // pooled buffer, and replies that complete while another is being written
-// are queued and sent together with one writev (or one joined write on
-// vsock), which under load turns many small replies into one system call.
+// are queued and sent together with one gathering sendmsg(2) (on other
+// connections than TCP, unix and vsock sockets, one joined write), which
+// under load turns many small replies into one system call. vsock
+// connections get a 4 MiB receive buffer (SO_VM_SOCKETS_BUFFER_SIZE):
+// the kernel's 256 KiB default is also the credit the client may send
+// before we read, which a queue of 1 MiB writes exhausts at once.
 // The kernel client keeps many requests in flight per connection; a
 // server that handles them one at a time serialises every pread behind
 // the previous reply. All connections to an export share one file

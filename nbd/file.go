@@ -191,6 +191,20 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	return f.f.WriteAt(p, off)
 }
 
+// tryWriteAt is WriteAt for the connection's reader (inlineWriter): it
+// reports false, having written nothing, when another write holds the
+// file, rather than wait for it.
+func (f *File) tryWriteAt(p []byte, off int64) (bool, error) {
+	if f.serial {
+		if !f.wmu.TryLock() {
+			return false, nil
+		}
+		defer f.wmu.Unlock()
+	}
+	_, err := f.f.WriteAt(p, off)
+	return true, err
+}
+
 // Sync flushes written data to stable storage. Read-only files have
 // nothing to flush.
 func (f *File) Sync() error {

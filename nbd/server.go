@@ -75,6 +75,16 @@ type Server struct {
 	bufs     bufPool
 	budget   int64 // bytes of request buffers one connection may hold
 	minShare int64 // smallest share of budget one request takes
+	tune     tuning
+}
+
+// tuning turns data-path features off, so that a benchmark can measure
+// each against the others in one run (TestVsockBench); the zero value,
+// the only one outside tests, is the production path.
+type tuning struct {
+	noVsockSendfile bool // vsock reads from workers' buffers, not sendfile
+	noVsockBuffer   bool // vsock keeps the kernel's 256 KiB receive buffer
+	noGather        bool // vsock batches are joined by copying, not gathered
 }
 
 // export is an Export plus what the server derives from it.
@@ -266,6 +276,11 @@ func isTemporary(err error) bool {
 // describing protocol violations or I/O failures otherwise.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	defer c.Close()
+	if raw, kind := socketOf(c); kind == connVsock && !s.tune.noVsockBuffer {
+		// Before the handshake, so that its first replies already
+		// grant the client the larger window.
+		setVsockBuffer(raw, vsockBufferSize)
+	}
 	p := peerOf(c.RemoteAddr())
 	remote := p.remote
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))

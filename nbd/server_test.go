@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -901,5 +902,67 @@ func TestTrickledLargeWrite(t *testing.T) {
 			i++
 		}
 		t.Fatalf("trickled write not in the file: first difference at byte %d of %d", i, len(data))
+	}
+}
+
+// TestMixedWrites sends small writes, which the reader executes itself
+// when the file is free (inlineWriter), interleaved with 1 MiB ones,
+// which go to workers and hold the file while they write, so that small
+// writes also find it busy and fall back to workers; everything in
+// flight at once on one connection, on TCP and on a unix socket. The
+// file must end up holding every write.
+func TestMixedWrites(t *testing.T) {
+	f := startFixture(t, Options{}, runSize)
+	for _, tt := range []struct{ name, network, addr string }{
+		{"tcp", "tcp", f.tcp},
+		{"unix", "unix", f.unix},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			c, err := nbdtest.Dial(ctx, tt.network, tt.addr, "run")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			want := randomBytes(t, runSize)
+			// Disjoint pieces of sizes 512 B to 1 MiB covering the export.
+			type piece struct{ off, n int }
+			var pieces []piece
+			sizes := []int{4096, 1 << 20, 512, 16 << 10, 8192, 1 << 20, 20 << 10}
+			for off, i := 0, 0; off < runSize; i++ {
+				n := min(sizes[i%len(sizes)], runSize-off)
+				pieces = append(pieces, piece{off, n})
+				off += n
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, len(pieces))
+			for _, p := range pieces {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- c.WriteAt(ctx, want[p.off:p.off+p.n], uint64(p.off), 0)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([]byte, runSize)
+			for off := 0; off < runSize; off += 1 << 20 {
+				if err := c.ReadAt(ctx, got[off:min(off+1<<20, runSize)], uint64(off)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("the export does not hold what was written")
+			}
+			disk, err := os.ReadFile(f.runPath)
+			if err != nil || !bytes.Equal(disk, want) {
+				t.Fatalf("the file does not hold what was written (%v)", err)
+			}
+		})
 	}
 }

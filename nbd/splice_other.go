@@ -21,3 +21,9 @@ func (ss *session) readPayloadPipe(*bufio.Reader, int, syscall.RawConn, syscall.
 }
 
 func (ss *session) writePipe(*payloadPipe, int64, int64) error { return errors.ErrUnsupported }
+
+func writevRaw(syscall.RawConn, [][]byte, bool) error { return errors.ErrUnsupported }
+
+const vsockBufferSize = 0
+
+func setVsockBuffer(syscall.RawConn, uint64) {}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench-vm-vsock.sh: nbd-parent against nbdkit (file plugin) over vsock
+# loopback (CID 1) in the integration microVM, the production transport,
+# which the host cannot loop back. Both serve the same file; the same
+# client (fio's nbd engine, libnbd) runs sequential 1 MiB reads and writes
+# (8 in flight) and random 4 KiB reads and writes (32 in flight) against
+# each in turn, three rounds, medians in MiB/s and our ratio to nbdkit.
+# The guest side is TestVsockBench/full in nbd/benchvsock_linux_test.go
+# (make integration runs only its smoke part). The VM is emulated (TCG)
+# unless -vm.accel=kvm works, so the absolute numbers are low: read the
+# ratios. BENCH_VM_VSOCK_VARIANTS=1 also serves, in-process, our server
+# with each vsock data-path choice switched off (sendfile, the larger
+# receive buffer) and with all of them off ("main", the path before
+# them), to measure what each buys in the same run. Reports only. Extra
+# arguments go to scripts/integration.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+for tool in qemu-system-x86_64 nbdkit fio nbdcopy; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "bench-vm-vsock: SKIPPED: $tool not found (make deps)"
+		exit 0
+	fi
+done
+mkdir -p integration/out
+log=integration/out/bench-vm-vsock.log # kept for a look at a failed run
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+run=TestVsockBench/full
+if [ -n "${BENCH_VM_VSOCK_VARIANTS:-}" ]; then run=TestVsockBench/variants; fi
+# The guest's test binary stops at -test.timeout (5m by default): give the
+# emulated VM more, and the harness too.
+if ! scripts/integration.sh -guest.pkgs=./nbd "-guest.run=$run -test.timeout=25m" -vm.timeout=30m -guest.cmds=nbd-parent "$@" >"$log" 2>&1; then
+	tail -n 60 "$log"
+	echo "bench-vm-vsock: the VM run failed; its log: $log" >&2
+	exit 1
+fi
+echo "NBD over vsock loopback in the microVM (kernel $(grep -o 'kernel [^ ,]*' "$log" | head -n 1 | cut -d' ' -f2)); host load before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
+grep -o 'BENCH-VSOCK.*' "$log" | sed 's/^BENCH-VSOCK //' | grep -v '^rounds '
+echo "per round:"
+grep -o 'BENCH-VSOCK rounds.*' "$log" | sed 's/^BENCH-VSOCK rounds /  /'
