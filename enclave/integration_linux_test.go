@@ -491,12 +491,14 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 		"--parent", parent, "--key", "file:"+key,
 		"--lower", cfg.LowerDir, "--upper", cfg.UpperDir, "--root", cfg.RootDir,
 		"--cmdline", cmdline, "--verity-json", verityJSON, "--stop-grace", "5s",
-		"--", "/bin/sh", "-c", `test "$(cat /data)" = first && echo ready && exec sleep 600`)
+		"--", "/bin/sh", "-c", `test "$(cat /data)" = first && echo app-is-ready && exec sleep 600`)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(out.String(), "ready") {
+	// Not "ready": the agent logs "control listener ready" before the
+	// application exists.
+	for !strings.Contains(out.String(), "app-is-ready") {
 		if ctx.Err() != nil {
 			t.Fatalf("application never became ready:\n%s", out.String())
 		}
