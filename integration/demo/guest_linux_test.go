@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-storage/enclave-storage/internal/syncbuf"
 	"github.com/enclave-storage/enclave-storage/nbdclient"
 	"github.com/mdlayher/vsock"
 )
@@ -135,7 +136,7 @@ func refusePeer(t *testing.T, nbdParent string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nbdParent, "--listen", "vsock://:10811",
 		"--export", "run=/var/lib/enclave/run.img,cid=16")
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,21 +238,4 @@ func brief(l string) string {
 
 func say(format string, a ...any) {
 	fmt.Printf("DEMO| %s\n", fmt.Sprintf(format, a...))
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
