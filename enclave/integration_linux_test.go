@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -511,7 +512,9 @@ func TestIntegrationCommandSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(out.String(), "ready") {
+	// The application's own line: nbd-enclave's log says "control
+	// listener ready" long before the application runs.
+	for !slices.Contains(strings.Split(out.String(), "\n"), "ready") {
 		if ctx.Err() != nil {
 			t.Fatalf("application never became ready:\n%s", out.String())
 		}
