@@ -236,10 +236,12 @@ func TestCrypt(t *testing.T) {
 		sectorSize uint32
 		ivLarge    bool
 		ivOffset   uint64
+		noWQ       bool // no_read_workqueue, no_write_workqueue (kernel 5.9+)
 	}{
-		{"512-byte sectors", 0, false, 0},
-		{"4096-byte sectors, LUKS2 IVs", 4096, true, 0},
-		{"IV offset", 0, false, 1000},
+		{"512-byte sectors", 0, false, 0, false},
+		{"4096-byte sectors, LUKS2 IVs", 4096, true, 0, false},
+		{"IV offset", 0, false, 1000, false},
+		{"without workqueues, as the enclave's run volume", 4096, false, 0, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,7 +253,8 @@ func TestCrypt(t *testing.T) {
 			name := fmt.Sprintf("itest-crypt-%d", i)
 			target := func(dev string) dm.CryptTarget {
 				return dm.CryptTarget{Length: size / dm.SectorSize, Cipher: "aes-xts-plain64", Key: key,
-					IVOffset: tt.ivOffset, Device: dev, SectorSize: tt.sectorSize, IVLargeSectors: tt.ivLarge}
+					IVOffset: tt.ivOffset, Device: dev, SectorSize: tt.sectorSize, IVLargeSectors: tt.ivLarge,
+					NoReadWorkqueue: tt.noWQ, NoWriteWorkqueue: tt.noWQ}
 			}
 			path := create(t, ctx, name, false, target(loop.Path))
 

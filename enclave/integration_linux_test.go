@@ -111,6 +111,21 @@ func TestIntegrationKernelAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AttachExport: %v", err)
 	}
+	// The queue limits reached the kernel: requests up to 1 MiB (within
+	// the driver's and the server's maxima); read-ahead is left alone on
+	// a writable export (an earlier test may have set it on this device).
+	queue := fmt.Sprintf("/sys/block/nbd%d/queue/", a.Index)
+	hw, err := readKB(queue, "max_hw_sectors_kb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKB := min(exportQueueLimits(a.Export, true).MaxSectorsKB, hw)
+	if kb, err := readKB(queue, "max_sectors_kb"); a.QueueErr != nil || err != nil || kb != wantKB || a.Queue.MaxSectorsKB != kb {
+		t.Errorf("max_sectors_kb = %d (%v), Attached.Queue %+v (%v); want %d", kb, err, a.Queue, a.QueueErr, wantKB)
+	}
+	if ra, err := readKB(queue, "read_ahead_kb"); err != nil || ra != a.Queue.ReadAheadKB {
+		t.Errorf("read_ahead_kb = %d (%v), Attached.Queue %+v", ra, err, a.Queue)
+	}
 	st, err := nl.Status(ctx, int(a.Index))
 	if err != nil || len(st) != 1 || !st[0].Connected {
 		t.Fatalf("Status(%d) = %+v, %v; want connected", a.Index, st, err)

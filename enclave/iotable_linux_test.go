@@ -179,6 +179,7 @@ func ioTable(t *testing.T, sc ioScale) {
 		m.measureRaw(ctx, t, nl, runDev, fmt.Sprintf("tcp://127.0.0.1:%d", port), run, img, params)
 	}
 	cryptDev := openRunCrypt(ctx, t, runDev, undo)
+	m.infoDev("run (dm-crypt)", cryptDev, "-")
 	if sc.raw {
 		m.measure(ctx, ioTarget{layer: "crypt", path: cryptDev, writable: true, below: "nbd-run", ref: "crypt-loop"})
 	}
@@ -203,6 +204,11 @@ func ioTable(t *testing.T, sc ioScale) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As Run does: the verity device's own read-ahead.
+	if _, err := TuneQueue(verityDev, QueueLimits{ReadAheadKB: imgDev.Queue.ReadAheadKB}); err != nil {
+		t.Logf("warning: %v", err)
+	}
+	m.infoDev("image (dm-verity)", verityDev, "-")
 	if err := Mount(verityDev, lower, "erofs", unix.MS_RDONLY|unix.MS_NODEV, "", undo); err != nil {
 		t.Fatal(err)
 	}
@@ -402,12 +408,21 @@ func (m *ioMeter) info(a *Attached, export string) {
 	a.mu.Lock()
 	relay := a.relay != nil
 	a.mu.Unlock()
+	m.infoDev(export, a.Path, fmt.Sprint(relay))
+}
+
+// infoDev prints dev's queue settings (any block device, dm included).
+func (m *ioMeter) infoDev(export, dev, relay string) {
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		m.t.Fatal(err)
+	}
 	q := func(name string) string {
-		b, _ := os.ReadFile(filepath.Join("/sys/block", filepath.Base(a.Path), "queue", name))
+		b, _ := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/queue/%s", unix.Major(st.Rdev), unix.Minor(st.Rdev), name))
 		return strings.TrimSpace(string(b))
 	}
-	fmt.Printf("%s-INFO export=%q device=%s relay=%v read_ahead_kb=%s max_sectors_kb=%s nr_requests=%s scheduler=%q\n",
-		ioTablePrefix, export, a.Path, relay, q("read_ahead_kb"), q("max_sectors_kb"), q("nr_requests"), q("scheduler"))
+	fmt.Printf("%s-INFO export=%q device=%s relay=%s read_ahead_kb=%s max_sectors_kb=%s nr_requests=%s scheduler=%q\n",
+		ioTablePrefix, export, dev, relay, q("read_ahead_kb"), q("max_sectors_kb"), q("nr_requests"), q("scheduler"))
 }
 
 // ioJob is one fio job of a measure call.

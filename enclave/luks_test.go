@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/enclave-storage/enclave-storage/crypt"
@@ -56,6 +57,40 @@ func TestFormatOptions(t *testing.T) {
 			}
 			if _, err := crypt.OpenWithPolicy(ctx, f, tt.key, crypt.EnclavePolicy()); err != nil {
 				t.Fatalf("the enclave's policy refuses its own format: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunCryptTarget checks OpenRun's table against crypt.Volume.Params,
+// the table cryptsetup open loads (crypt's oracle tests compare the two),
+// with cryptsetup's --perf-no_read_workqueue --perf-no_write_workqueue
+// options in dm-crypt's order (Documentation/admin-guide/device-mapper/
+// dm-crypt.rst; the kernel prints them back in that order).
+func TestRunCryptTarget(t *testing.T) {
+	key := make([]byte, 64)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	tests := []struct {
+		name string
+		vol  crypt.Volume
+		opts string
+	}{
+		{"512-byte sectors", crypt.Volume{Cipher: "aes-xts-plain64", Key: key, SectorSize: 512, Offset: 16 << 20},
+			" 2 no_read_workqueue no_write_workqueue"},
+		{"4096-byte sectors", crypt.Volume{Cipher: "aes-xts-plain64", Key: key, SectorSize: 4096, Offset: 16 << 20},
+			" 3 no_read_workqueue no_write_workqueue sector_size:4096"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			line, err := runCryptTarget(&tt.vol, "43:0", 8192).TableLine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, _, _ := strings.Cut(tt.vol.Params("43:0"), " 1 sector_size:")
+			if want := base + tt.opts; line.Params != want || line.Type != "crypt" || line.Length != 8192 || line.Start != 0 {
+				t.Errorf("table line %d %d %s %q\nwant       0 8192 crypt %q", line.Start, line.Length, line.Type, line.Params, want)
 			}
 		})
 	}

@@ -90,12 +90,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	log.Info("image attached", "export", cfg.ImageExport, "device", img.Path, "size", img.Export.Size)
+	log.Info("image attached", "export", cfg.ImageExport, "device", img.Path, "size", img.Export.Size,
+		"max_sectors_kb", img.Queue.MaxSectorsKB, "read_ahead_kb", img.Queue.ReadAheadKB)
+	warnQueue(log, img.Path, img.QueueErr)
 	run, err := AttachExport(cctx, nl, cfg, cfg.RunExport, true, undo)
 	if err != nil {
 		return err
 	}
-	log.Info("run volume attached", "export", cfg.RunExport, "device", run.Path, "size", run.Export.Size)
+	log.Info("run volume attached", "export", cfg.RunExport, "device", run.Path, "size", run.Export.Size,
+		"max_sectors_kb", run.Queue.MaxSectorsKB, "read_ahead_kb", run.Queue.ReadAheadKB)
+	warnQueue(log, run.Path, run.QueueErr)
 	if w, err := nbdkernel.NewWatcher(); err != nil {
 		log.Warn("cannot watch for dead NBD links; a parent restart will not be bridged", "err", err)
 	} else {
@@ -118,11 +122,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	// erofs reads through dm-verity's queue, whose read-ahead is its own.
+	q, err := TuneQueue(verityDev, QueueLimits{ReadAheadKB: img.Queue.ReadAheadKB})
+	warnQueue(log, verityDev, err)
 	// nodev: the image's device nodes (imgbuild --keep-devices) open nothing.
 	if err := Mount(verityDev, cfg.LowerDir, "erofs", unix.MS_RDONLY|unix.MS_NODEV, "", undo); err != nil {
 		return err
 	}
-	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir)
+	log.Info("image mounted", "device", verityDev, "dir", cfg.LowerDir,
+		"max_sectors_kb", q.MaxSectorsKB, "read_ahead_kb", q.ReadAheadKB)
 
 	// 4. dm-crypt, ext4.
 	cryptDev, fresh, err := OpenRun(ctx, run, kp, cfg.Ephemeral, cfg.formatOptions(), undo, log)
@@ -234,4 +242,11 @@ func runApp(ctx context.Context, root *overlay.Root, cfg Config, log *slog.Logge
 		return nil
 	}
 	return &ExitError{Code: code}
+}
+
+// warnQueue logs err, from TuneQueue, as a warning.
+func warnQueue(log *slog.Logger, dev string, err error) {
+	if err != nil {
+		log.Warn("block queue limits not (all) set; the device keeps the kernel's defaults", "device", dev, "err", err)
+	}
 }

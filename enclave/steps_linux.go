@@ -69,6 +69,12 @@ type Attached struct {
 	Index  uint32
 	Path   string // /dev/nbdN
 
+	// Queue holds the device's queue limits after AttachExport set them
+	// (exportQueueLimits); QueueErr why some could not be set, a warning
+	// for the caller to log: the device works, only slower.
+	Queue    QueueLimits
+	QueueErr error
+
 	mu    sync.Mutex
 	relay *nbdkernel.Relay // nil when the kernel holds the parent's socket itself
 }
@@ -214,6 +220,9 @@ func AttachExport(ctx context.Context, nl *nbdkernel.Conn, cfg Config, export st
 	if err := waitBlockDevice(ctx, a.Path, fmt.Sprintf("nbd%d", idx), int64(exp.Size)); err != nil {
 		return nil, err
 	}
+	// Before any dm table goes on the device: dm copies max_sectors_kb
+	// from it at load.
+	a.Queue, a.QueueErr = TuneQueue(a.Path, exportQueueLimits(exp, writable))
 	return a, nil
 }
 
@@ -415,15 +424,7 @@ func OpenRun(ctx context.Context, dev *Attached, kp keys.Provider, ephemeral boo
 	if err != nil {
 		return "", false, err
 	}
-	t := dm.CryptTarget{
-		Length:     sectors,
-		Cipher:     vol.Cipher,
-		Key:        vol.Key,
-		IVOffset:   vol.IVTweak,
-		Device:     dev.Path,
-		Offset:     vol.OffsetSectors(),
-		SectorSize: uint32(vol.SectorSize),
-	}
+	t := runCryptTarget(vol, dev.Path, sectors)
 	if err := f.Close(); err != nil {
 		return "", false, fmt.Errorf("enclave: closing %s: %w", dev.Path, err)
 	}
