@@ -24,10 +24,21 @@ func (im *Image) Blob(ctx context.Context, info LayerInfo) (io.ReadCloser, error
 		rc.Close()
 		return nil, fmt.Errorf("image %s: layer %d: %w", im.Ref, info.Index, err)
 	}
-	return verifiedBlob{v, rc}, nil
+	return &verifiedBlob{v, rc}, nil
 }
 
+// verifiedBlob is a blob read through its verifier, whose read-ahead
+// goroutine Close ends.
 type verifiedBlob struct {
 	*verifier
-	io.Closer
+	rc io.Closer
+}
+
+// Close stops the read-ahead goroutine as readLayer does: signal it, close
+// the blob to unblock a read in flight, then wait for it.
+func (b *verifiedBlob) Close() error {
+	b.signal()
+	err := b.rc.Close()
+	b.wait()
+	return err
 }
