@@ -44,15 +44,9 @@ type RunInfo struct {
 // (EnclaveDescribeInfo; its optional PCRs, image name and metadata are
 // not read).
 type EnclaveInfo struct {
-	EnclaveName  string   `json:"EnclaveName,omitempty"`
-	EnclaveID    string   `json:"EnclaveID"`
-	ProcessID    uint32   `json:"ProcessID"`
-	EnclaveCID   uint64   `json:"EnclaveCID"`
-	NumberOfCPUs uint64   `json:"NumberOfCPUs"`
-	CPUIDs       []uint32 `json:"CPUIDs"`
-	MemoryMiB    uint64   `json:"MemoryMiB"`
-	State        string   `json:"State"`
-	Flags        string   `json:"Flags"`
+	RunInfo        // the fields run-enclave answers with, named alike
+	State   string `json:"State"`
+	Flags   string `json:"Flags"`
 }
 
 // TerminateInfo is terminate-enclave's answer (EnclaveTerminateInfo).

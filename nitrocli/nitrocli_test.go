@@ -93,7 +93,7 @@ func TestDescribeTerminateConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []nitrocli.EnclaveInfo{{EnclaveName: "command-executer", EnclaveID: sampleID, ProcessID: 12345, EnclaveCID: 16, NumberOfCPUs: 4, CPUIDs: []uint32{1, 5, 2, 6}, MemoryMiB: 2048, State: nitrocli.StateRunning, Flags: nitrocli.FlagsDebugMode}}
+	want := []nitrocli.EnclaveInfo{{RunInfo: nitrocli.RunInfo{EnclaveName: "command-executer", EnclaveID: sampleID, ProcessID: 12345, EnclaveCID: 16, NumberOfCPUs: 4, CPUIDs: []uint32{1, 5, 2, 6}, MemoryMiB: 2048}, State: nitrocli.StateRunning, Flags: nitrocli.FlagsDebugMode}}
 	if !reflect.DeepEqual(es, want) {
 		t.Errorf("DescribeEnclaves = %+v, want %+v", es, want)
 	}

@@ -86,7 +86,7 @@ func (f *fakeEnclave) DescribeEnclaves(ctx context.Context) ([]nitrocli.EnclaveI
 	if !f.listed {
 		return []nitrocli.EnclaveInfo{}, nil
 	}
-	return []nitrocli.EnclaveInfo{{EnclaveID: fakeID, EnclaveCID: uint64(f.runOpts.CID), State: nitrocli.StateRunning, Flags: "NONE"}}, nil
+	return []nitrocli.EnclaveInfo{{RunInfo: nitrocli.RunInfo{EnclaveID: fakeID, EnclaveCID: uint64(f.runOpts.CID)}, State: nitrocli.StateRunning, Flags: "NONE"}}, nil
 }
 
 func (f *fakeEnclave) TerminateEnclave(ctx context.Context, id string) (nitrocli.TerminateInfo, error) {
