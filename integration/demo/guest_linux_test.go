@@ -231,10 +231,10 @@ func install(src, dst string) error {
 	})
 }
 
-// brief drops slog's time= field.
-func brief(l string) string {
-	return regexp.MustCompile(`^time=\S+ `).ReplaceAllString(l, "")
-}
+// slogTime is slog's leading time= field, which brief drops.
+var slogTime = regexp.MustCompile(`^time=\S+ `)
+
+func brief(l string) string { return slogTime.ReplaceAllString(l, "") }
 
 func say(format string, a ...any) {
 	fmt.Printf("DEMO| %s\n", fmt.Sprintf(format, a...))
