@@ -15,7 +15,8 @@ import (
 
 // TestBlob reads a layer's blob as stored: byte for byte the file in
 // the layout. Closed after a partial read (more than one read-ahead chunk
-// left), the reader stops: Close returns and a later Read fails.
+// left), the reader stops: Close returns and reading on ends in
+// io.ErrClosedPipe.
 func TestBlob(t *testing.T) {
 	big := make([]byte, 9<<20)
 	for i := range big {
@@ -60,7 +61,10 @@ func TestBlob(t *testing.T) {
 	if err := rc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := io.ReadFull(rc, make([]byte, 1<<20)); !errors.Is(err, io.ErrClosedPipe) {
-		t.Errorf("read after Close: %d bytes, err %v; want io.ErrClosedPipe", n, err)
+	// What was read ahead before Close may still come out; then the
+	// stream ends as stopped, neither at EOF nor with the closed file's
+	// read error a goroutine left running would hand on.
+	if rest, err := io.ReadAll(rc); !errors.Is(err, io.ErrClosedPipe) || len(rest) >= len(want)-100 {
+		t.Errorf("reading after Close: %d more bytes, err %v; want io.ErrClosedPipe before the end", len(rest), err)
 	}
 }
