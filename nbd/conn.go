@@ -384,11 +384,12 @@ func (ss *session) execute(req request, payload *buffer, pipe *payloadPipe) (uin
 	switch req.typ {
 	case cmdRead:
 		reply := ss.s.bufs.get(ss.rhdr + int(n))
-		_, err = b.ReadAt(reply.b[ss.rhdr:], off)
+		var m int
+		m, err = b.ReadAt(reply.b[ss.rhdr:], off)
 		if errors.Is(err, io.EOF) {
 			// A backend shorter than advertised (a file truncated
 			// behind our back): the missing tail reads as zeroes.
-			clear(reply.b[ss.rhdr:])
+			clear(reply.b[ss.rhdr+m:])
 			err = nil
 		}
 		if errno := ss.errno(req, err); errno != 0 {
