@@ -129,8 +129,8 @@ func TestVsockBench(t *testing.T) {
 			name string
 			tune tuning
 		}{
-			{"main", tuning{noVsockSendfile: true, noVsockBuffer: true, noGather: true}},
-			{"no-sendfile", tuning{noVsockSendfile: true}},
+			{"no-view", tuning{noView: true}},
+			{"no-inline-write", tuning{noInlineWrite: true}},
 			{"no-buffer", tuning{noVsockBuffer: true}},
 		} {
 			servers = append(servers, vsockServer{v.name, serveVsockTuned(t, img, uint32(10920+i), v.tune)})
@@ -187,8 +187,7 @@ func askedFor(t *testing.T) bool {
 
 // vsockRoundTrip copies random data into each server with nbdcopy and
 // reads it back through the other one (both serve the same file), at
-// request sizes on both sides of the server's inline-read and splice
-// thresholds, comparing SHA-256 each time.
+// several request sizes, comparing SHA-256 each time.
 func vsockRoundTrip(t *testing.T, p vsockPeers, size int) {
 	nbdcopy := itest.NeedHostTool(t, "nbdcopy")
 	for _, tt := range []struct {

@@ -28,27 +28,23 @@
 // Requests on one connection are executed concurrently (bounded by
 // [Options.Workers] and a per-connection byte budget) and answered as they
 // complete, possibly out of order. Reads whose data is already in the page
-// cache skip the workers: up to 128 KiB the connection's reader answers
-// them itself with preadv2(RWF_NOWAIT), and larger ones on TCP, unix and
-// vsock sockets are sent with sendfile(2) by the reply writer once
-// cachestat(2) says every page is resident, so neither can stall on
-// storage. Writes of at most 16 KiB without FUA are also written by the
-// reader, when no other write holds the file (its lock, below, is free):
-// handing each to a worker cost one to four context switches per 4 KiB
-// write. All other requests go to workers. On TCP the header before
-// such data is sent with MSG_MORE, so that it leaves with the data rather
-// than as a 16-byte segment that wakes the client on its own (a quarter
-// of the server's CPU per GiB of sequential reads). On vsock, where
-// Linux 6.1's sendpage is sock_no_sendpage (the kernel copies each page
-// into a packet; vsock gained MSG_ZEROCOPY only in 6.7), sendfile still
-// saves the copy through user space. Write payloads of 128 KiB to 1 MiB on TCP and
-// unix sockets are splice(2)d from the socket into a pipe (the pipe takes
-// references to the received pages) and from the pipe into the file, so
-// the only copy left is the one into the page cache. Writes to a regular
-// file are serialized in user space: the kernel serializes buffered
-// writes to an inode anyway, and waiting on its lock spins on the CPU
-// where a mutex parks the goroutine. A reply's header and data share one
-// pooled buffer, and replies that complete while another is being written
+// cache skip the workers: the image is mapped read-only (mmap), and once
+// mincore(2) says every page of a read is resident the connection's reader
+// queues the reply header and the writer sends the data straight from the
+// mapping, so the only copy is the kernel's into the socket (pread into a
+// buffer, then send, made two); on unix sockets, sendfile(2) instead, whose
+// page references the receiver copies from directly. Other reads go to
+// workers, whose pread fills the cache, so the writer never stalls on
+// storage. Writes to a regular file are serialized in user space: the
+// kernel serializes buffered writes to an inode anyway, and waiting on
+// its lock spins on the CPU where a mutex parks the goroutine. So a write
+// without FUA is written by the reader itself when that lock is free:
+// workers would add no parallelism, only hand-offs (one to four context
+// switches per 4 KiB write; a quarter more CPU per GiB of 1 MiB writes).
+// To a block device, which takes concurrent writes, only writes of up to
+// 16 KiB are. All other requests go to workers. A worker's reply shares
+// one pooled buffer between header and data, and replies that complete
+// while another is being written
 // are queued and sent together with one gathering sendmsg(2) (on other
 // connections than TCP, unix and vsock sockets, one joined write), which
 // under load turns many small replies into one system call. vsock
@@ -90,6 +86,6 @@
 // flight, 500µs of storage latency each) runs about 14 times faster with
 // our default 16 workers than with one. The protocol subset we need is
 // small, so we wrote the server here with the standard library,
-// golang.org/x/sys/unix for fallocate, flock, preadv2, cachestat,
-// sendfile, splice, lseek, and client_golang for metrics.
+// golang.org/x/sys/unix for fallocate, flock, mmap, mincore, sendfile,
+// lseek, and client_golang for metrics.
 package nbd

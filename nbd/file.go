@@ -73,6 +73,8 @@ type File struct {
 	// instead. Block devices take no such lock and are not serialized.
 	serial bool
 	wmu    sync.Mutex
+
+	m *mapping // for zero-copy replies of cached data; nil if unmapped
 }
 
 // OpenFile opens (and, for a read-write image with opts.Size set, creates)
@@ -127,7 +129,7 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		f.Close()
 		return nil, &SizeMismatchError{Path: path, Have: size, Want: opts.Size}
 	}
-	return &File{f: f, path: path, size: size, readOnly: opts.ReadOnly, serial: regular}, nil
+	return &File{f: f, path: path, size: size, readOnly: opts.ReadOnly, serial: regular, m: newMapping(f, size)}, nil
 }
 
 // fileSize is the size of a regular file or of a block device, and
@@ -157,15 +159,18 @@ func (f *File) ReadOnly() bool { return f.readOnly }
 // ReadAt reads len(p) bytes at off (pread).
 func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
 
-// readCached reads p at off only if it can do so without waiting for
-// storage (the data is in the page cache). The server uses it to answer
-// cached reads on the connection's reader goroutine, skipping the hand-off
-// to a worker; reads that would block still go to a worker.
-func (f *File) readCached(p []byte, off int64) bool { return readCached(f.f, p, off) }
+// view lends [off, off+n) of the page cache, pinned until unpin, when all
+// of it is cached (see mapping); nil otherwise. The server sends a
+// reply's data straight from it.
+func (f *File) view(off, n int64) []byte {
+	if f.m == nil {
+		return nil
+	}
+	return f.m.view(off, n)
+}
 
-// rangeCached reports whether the whole range is in the page cache, so
-// that sending it cannot block on storage.
-func (f *File) rangeCached(off, n int64) bool { return rangeCached(f.f, off, n) }
+// unpin releases a view.
+func (f *File) unpin() { f.m.unpin() }
 
 // sendRange writes the range to a socket without copying it through user
 // space (sendfile).
@@ -193,13 +198,16 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 
 // tryWriteAt is WriteAt for the connection's reader (inlineWriter): it
 // reports false, having written nothing, when another write holds the
-// file, rather than wait for it.
+// file, rather than wait for it, and for writes over inlineWriteMax to a
+// block device, which takes concurrent writes that workers can overlap.
 func (f *File) tryWriteAt(p []byte, off int64) (bool, error) {
 	if f.serial {
 		if !f.wmu.TryLock() {
 			return false, nil
 		}
 		defer f.wmu.Unlock()
+	} else if len(p) > inlineWriteMax {
+		return false, nil
 	}
 	_, err := f.f.WriteAt(p, off)
 	return true, err
@@ -253,9 +261,13 @@ func writeZeroes(f *os.File, off, length int64) error {
 	return nil
 }
 
-// Close syncs a read-write file, then releases its lock and descriptor.
+// Close syncs a read-write file, then unmaps it (once no reply still
+// being sent uses the mapping) and releases its lock and descriptor.
 func (f *File) Close() error {
 	serr := f.Sync()
+	if f.m != nil {
+		f.m.close()
+	}
 	cerr := f.f.Close()
 	if serr != nil {
 		return serr

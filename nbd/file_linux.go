@@ -50,27 +50,6 @@ func fallocate(f *os.File, mode uint32, off, length int64) error {
 	}
 }
 
-// readCached reads p at off only if the data is already in the page cache
-// (preadv2 with RWF_NOWAIT); it reports false, having read nothing useful,
-// when the read would have to wait for storage or is not fully cached.
-func readCached(f *os.File, p []byte, off int64) bool {
-	n, err := unix.Preadv2(int(f.Fd()), [][]byte{p}, off, unix.RWF_NOWAIT)
-	return err == nil && n == len(p)
-}
-
-// rangeCached reports whether every page of [off, off+n) is in the page
-// cache, using cachestat(2) (Linux 6.5); false when it cannot tell.
-func rangeCached(f *os.File, off, n int64) bool {
-	ps := int64(os.Getpagesize())
-	start, end := off&^(ps-1), (off+n+ps-1)&^(ps-1)
-	var cs unix.Cachestat_t
-	r := unix.CachestatRange{Off: uint64(start), Len: uint64(end - start)}
-	if err := unix.Cachestat(uint(f.Fd()), &r, &cs, 0); err != nil {
-		return false
-	}
-	return cs.Cache == uint64((end-start)/ps)
-}
-
 // sendRange copies [off, off+n) of f to the socket behind rc with
 // sendfile(2): no copy through user space, and the file offset is not used.
 func sendRange(rc syscall.RawConn, f *os.File, off, n int64) error {
@@ -108,19 +87,6 @@ func setRcvLowat(rc syscall.RawConn, n int) bool {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
 	})
 	return err == nil && serr == nil
-}
-
-// writeFromPipe moves n bytes from a pipe into the file at off (splice),
-// serialized with WriteAt like any write.
-func (f *File) writeFromPipe(pipe int, off, n int64) error {
-	if f.serial {
-		f.wmu.Lock()
-		defer f.wmu.Unlock()
-	}
-	if err := spliceToFile(pipe, f.f, off, n); err != nil {
-		return fmt.Errorf("nbd: splice to %s at %d+%d: %w", f.path, off, n, err)
-	}
-	return nil
 }
 
 // seekExtents emits the data and hole extents of f in [off, end), at most

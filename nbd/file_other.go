@@ -21,10 +21,6 @@ func punchHole(*os.File, int64, int64) error { return errors.ErrUnsupported }
 
 func zeroRange(*os.File, int64, int64) error { return errors.ErrUnsupported }
 
-func readCached(*os.File, []byte, int64) bool { return false }
-
-func rangeCached(*os.File, int64, int64) bool { return false }
-
 func sendRange(syscall.RawConn, *os.File, int64, int64) error { return errors.ErrUnsupported }
 
 func setRcvLowat(syscall.RawConn, int) bool { return false }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestOpenFile(t *testing.T) {
@@ -84,33 +85,75 @@ func TestOpenFile(t *testing.T) {
 	}
 }
 
-// TestReadCached checks the page-cache fast path: data just written is
-// cached and read back whole; a read past the end is not served by it.
-func TestReadCached(t *testing.T) {
-	f, err := OpenFile(filepath.Join(t.TempDir(), "c.img"), FileOptions{Size: 1 << 20})
+// TestView checks the zero-copy path for cached reads: data just written
+// is cached and lent whole, a never-written hole of a sparse file is not,
+// and Close waits for a pinned view before it unmaps the file.
+func TestView(t *testing.T) {
+	f, err := OpenFile(filepath.Join(t.TempDir(), "c.img"), FileOptions{Size: 1<<20 + 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	if f.m == nil {
+		t.Skip("the image could not be mapped here: reads go through buffers")
+	}
 	want := randomBytes(t, 64<<10)
 	if _, err := f.WriteAt(want, 8192); err != nil {
 		t.Fatal(err)
 	}
-	got := make([]byte, len(want))
-	if !f.readCached(got, 8192) {
-		t.Skip("filesystem under the temp dir does not support RWF_NOWAIT reads")
+	tail := randomBytes(t, 100)
+	if _, err := f.WriteAt(tail, 1<<20); err != nil {
+		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatal("cached read returned wrong data")
+	for _, tc := range []struct {
+		name   string
+		off, n int64
+		want   []byte // nil: not lent
+	}{
+		{"cached", 8192, int64(len(want)), want},
+		{"unaligned", 8193, 4095, want[1:4096]},
+		{"partial last page", 1 << 20, 100, tail},
+		{"hole", 1 << 19, 4096, nil},
+		{"cached then hole", 8192, 1 << 19, nil},
+		{"empty", 8192, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := f.view(tc.off, tc.n)
+			if got != nil {
+				defer f.unpin()
+			}
+			switch {
+			case tc.want == nil && got != nil:
+				t.Fatal("uncached range lent as a view")
+			case tc.want != nil && got == nil:
+				t.Fatal("cached range not lent")
+			case !bytes.Equal(got, tc.want):
+				t.Fatal("view holds the wrong data")
+			}
+		})
 	}
-	if f.readCached(make([]byte, 8192), 1<<20-4096) {
-		t.Fatal("short read at end of file reported as a full cached read")
+
+	v := f.view(8192, int64(len(want)))
+	if v == nil {
+		t.Fatal("cached range not lent")
 	}
-	if !f.rangeCached(8192, int64(len(want))) {
-		t.Skip("cachestat(2) unavailable (Linux < 6.5): large reads will not use sendfile")
+	closed := make(chan error)
+	go func() { closed <- f.Close() }()
+	time.Sleep(50 * time.Millisecond)
+	// Unmapped, this read would fault: Close must wait for unpin.
+	if !bytes.Equal(v, want) {
+		t.Fatal("pinned view changed while Close waited")
 	}
-	if f.rangeCached(1<<19, 4096) {
-		t.Error("never-written hole of a sparse file reported as cached")
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a view was pinned", err)
+	default:
+	}
+	f.unpin()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if f.view(8192, 4096) != nil {
+		t.Fatal("view lent after Close")
 	}
 }
 
@@ -142,5 +185,55 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("data read back differs from what the concurrent writes wrote")
+	}
+}
+
+// TestTryWriteAt checks which writes the connection's reader may do
+// itself: any size to a regular file whose lock is free, none while
+// another write holds it, and to a block device (which takes concurrent
+// writes) only small ones.
+func TestTryWriteAt(t *testing.T) {
+	f, err := OpenFile(filepath.Join(t.TempDir(), "w.img"), FileOptions{Size: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	big := randomBytes(t, 1<<20)
+	for _, tc := range []struct {
+		name   string
+		serial bool // a regular file
+		held   bool // another write holds the file's lock
+		n      int
+		want   bool
+	}{
+		{"file, large", true, false, len(big), true},
+		{"file, small", true, false, 4096, true},
+		{"file, held", true, true, 4096, false},
+		{"device, small", false, false, inlineWriteMax, true},
+		{"device, large", false, false, inlineWriteMax + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.serial = tc.serial
+			defer func() { f.serial = true }()
+			if tc.held {
+				f.wmu.Lock()
+				defer f.wmu.Unlock()
+			}
+			clear(big[:1]) // a write that happened changes byte 0 of the file
+			if _, err := f.f.WriteAt([]byte{0xff}, 0); err != nil {
+				t.Fatal(err)
+			}
+			done, err := f.tryWriteAt(big[:tc.n], 0)
+			if err != nil || done != tc.want {
+				t.Fatalf("tryWriteAt = %v, %v; want %v, nil", done, err, tc.want)
+			}
+			var b [1]byte
+			if _, err := f.f.ReadAt(b[:], 0); err != nil {
+				t.Fatal(err)
+			}
+			if wrote := b[0] == 0; wrote != done {
+				t.Fatalf("tryWriteAt reported %v but the file was written: %v", done, wrote)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,13 +26,23 @@ func (c *fuzzConn) SetDeadline(t time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(t time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(t time.Time) error { return nil }
 
-// cachedMem is a memBackend that takes the reader's cached-read fast path.
-type cachedMem struct{ *memBackend }
-
-func (c cachedMem) readCached(p []byte, off int64) bool {
-	n, _ := c.ReadAt(p, off)
-	return n == len(p)
+// viewMem is a memBackend that takes the reader's fast path for cached
+// reads (viewer), counting the views it lends that are not yet unpinned.
+type viewMem struct {
+	*memBackend
+	pinned *atomic.Int64
 }
+
+func (v viewMem) view(off, n int64) []byte {
+	b := make([]byte, n) // a copy: the test's writes would race a real view
+	if m, _ := v.ReadAt(b, off); m != len(b) {
+		return nil
+	}
+	v.pinned.Add(1)
+	return b
+}
+
+func (v viewMem) unpin() { v.pinned.Add(-1) }
 
 // fuzzSeed builds a client byte stream: greeting reply, options, requests.
 func fuzzSeed(opts [][]byte, reqs ...[]byte) []byte {
@@ -122,8 +133,9 @@ func FuzzServerConn(f *testing.F) {
 		roData := bytes.Repeat([]byte{7}, size)
 		ro := &memBackend{data: bytes.Clone(roData)}
 		bound := &memBackend{data: bytes.Clone(roData)}
+		var pinned atomic.Int64
 		srv, err := NewServer([]*Export{
-			{Name: "rw", Backend: cachedMem{rw}}, // reads answered inline
+			{Name: "rw", Backend: viewMem{rw, &pinned}}, // reads answered inline
 
 			{Name: "ro", Backend: ro, ReadOnly: true}, // reads go to workers
 			{Name: "bound", Backend: bound, PeerCIDs: []uint32{16}},
@@ -141,6 +153,9 @@ func FuzzServerConn(f *testing.F) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("ServeConn did not return at end of input")
+		}
+		if n := pinned.Load(); n != 0 {
+			t.Fatalf("%d views still pinned after the connection ended", n)
 		}
 		if len(rw.data) != size || !bytes.Equal(ro.data, roData) || !bytes.Equal(bound.data, roData) {
 			t.Fatal("export resized, or read-only or bound export written")

@@ -82,9 +82,10 @@ type Server struct {
 // each against the others in one run (TestVsockBench); the zero value,
 // the only one outside tests, is the production path.
 type tuning struct {
-	noVsockSendfile bool // vsock reads from workers' buffers, not sendfile
-	noVsockBuffer   bool // vsock keeps the kernel's 256 KiB receive buffer
-	noGather        bool // vsock batches are joined by copying, not gathered
+	noView        bool // cached reads go to workers, not the file's mapping
+	noInlineWrite bool // writes of more than inlineWriteMax go to workers
+	noVsockBuffer bool // vsock keeps the kernel's 256 KiB receive buffer
+	noGather      bool // vsock batches are joined by copying, not gathered
 }
 
 // export is an Export plus what the server derives from it.

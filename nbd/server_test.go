@@ -100,7 +100,7 @@ func TestCommands(t *testing.T) {
 	if !bytes.Equal(img, f.imageBytes) {
 		t.Fatal("read-only image changed")
 	}
-	// Large reads (sent with sendfile when cached), on TCP and unix,
+	// Large reads (sent from the mapping on TCP, with sendfile on unix),
 	// interleaved with small ones.
 	ux, err := nbdtest.Dial(ctx, "unix", f.unix, "image")
 	if err != nil {

@@ -9,9 +9,9 @@
 # (make integration runs only its smoke part). The VM is emulated (TCG)
 # unless -vm.accel=kvm works, so the absolute numbers are low: read the
 # ratios. BENCH_VM_VSOCK_VARIANTS=1 also serves, in-process, our server
-# with each vsock data-path choice switched off (sendfile, the larger
-# receive buffer) and with all of them off ("main", the path before
-# them), to measure what each buys in the same run. Reports only. Extra
+# with each data-path choice switched off in turn (replies from the
+# file's mapping, large writes on the reader, the larger vsock receive
+# buffer), to measure what each buys in the same run. Reports only. Extra
 # arguments go to scripts/integration.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
