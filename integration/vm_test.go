@@ -26,6 +26,7 @@ var (
 	vmAccel   = flag.String("vm.accel", "tcg", "QEMU accelerator: tcg, or kvm where /dev/kvm works")
 	hostRoot  = flag.String("vm.hostroot", "/", "host directory shared read-only with the VM, whose usr/ tests run host tools from (itest.HostTool); \"\" shares none")
 	vmTimeout = flag.Duration("vm.timeout", 20*time.Minute, "give up on the VM after this long")
+	vmAppend  = flag.String("vm.append", "", "added to the guest kernel's command line, e.g. clocksource=tsc tsc=reliable")
 	cacheDir  = flag.String("cache", ".cache", "kernel package cache directory")
 	keep      = flag.Bool("keep", false, "keep the artifact directory (out/run-*) even when the run passes")
 )
@@ -123,7 +124,7 @@ func TestVM(t *testing.T) {
 		if err := os.Truncate(scratch, 64<<20); err != nil {
 			t.Fatal(err)
 		}
-		vm := &VM{Accel: *vmAccel, Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share, HostRoot: *hostRoot}
+		vm := &VM{Accel: *vmAccel, Kernel: k.Image, Initrd: initrd, Drives: []string{scratch}, ShareDir: share, HostRoot: *hostRoot, Append: *vmAppend}
 		rep, runErr = vm.Run(ctx, console)
 	}
 	console.flush()
