@@ -69,6 +69,14 @@ type fixture struct {
 	done       chan error
 }
 
+// addr is the fixture's address on network ("tcp" or "unix").
+func (f *fixture) addr(network string) string {
+	if network == "unix" {
+		return f.unix
+	}
+	return f.tcp
+}
+
 const (
 	runSize   = 8 << 20
 	imageSize = 1 << 20

@@ -42,10 +42,7 @@ func TestLargeWrites(t *testing.T) {
 		for _, chunk := range []int{0, 1024} {
 			t.Run(fmt.Sprintf("%s/chunk=%d", network, chunk), func(t *testing.T) {
 				f := startFixture(t, Options{}, runSize)
-				addr := f.tcp
-				if network == "unix" {
-					addr = f.unix
-				}
+				addr := f.addr(network)
 				nc, err := net.Dial(network, addr)
 				if err != nil {
 					t.Fatal(err)
@@ -101,10 +98,7 @@ func TestTruncatedLargeWrite(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			f := startFixture(t, Options{}, runSize)
-			addr := f.tcp
-			if network == "unix" {
-				addr = f.unix
-			}
+			addr := f.addr(network)
 			nc, err := net.Dial(network, addr)
 			if err != nil {
 				t.Fatal(err)

@@ -16,10 +16,7 @@ func TestReadsAfterShrink(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			f := startFixture(t, Options{}, runSize)
-			addr := f.tcp
-			if network == "unix" {
-				addr = f.unix
-			}
+			addr := f.addr(network)
 			ctx := testCtx(t)
 			c, err := nbdtest.Dial(ctx, network, addr, "run")
 			if err != nil {
