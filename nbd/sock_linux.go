@@ -9,10 +9,9 @@ import (
 )
 
 // writevRaw writes every buffer of iov to the socket behind rc with one
-// sendmsg(2) (writev's gather), waiting in the poller while
-// the socket is full. net.Buffers gathers only on the standard library's
-// connections: vsock's would be written one buffer, one system call, at a
-// time.
+// sendmsg(2) (writev's gather), waiting in the poller while the socket is
+// full. net.Buffers gathers only on the standard library's connections:
+// vsock's would be written one buffer, one system call, at a time.
 func writevRaw(rc syscall.RawConn, iov [][]byte) error {
 	const iovMax = 1024 // IOV_MAX
 	var werr error
