@@ -14,8 +14,7 @@ import (
 
 // chunkedConn sends every Write in pieces of at most chunk bytes, so the
 // server's socket receives many small segments (on a unix socket, one
-// buffer each): enough to fill a payload pipe before a 1 MiB payload is
-// in, which sends the server down its fallback path.
+// buffer each) and a payload arrives in many reads.
 type chunkedConn struct {
 	net.Conn
 	chunk int
@@ -33,10 +32,10 @@ func (c chunkedConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestLargeWrites sends concurrent large writes (the sizes the server
-// splices from the socket into the file on Linux, and one it does not)
-// over TCP and unix sockets, whole and in small pieces, and checks the
-// file holds exactly what was written.
+// TestLargeWrites sends concurrent large writes (the sizes TCP reads with
+// a raised SO_RCVLOWAT, one it does not, and a FUA write, which goes to a
+// worker) over TCP and unix sockets, whole and in small pieces, and
+// checks the file holds exactly what was written.
 func TestLargeWrites(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, chunk := range []int{0, 1024} {
