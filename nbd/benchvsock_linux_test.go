@@ -136,6 +136,7 @@ func TestVsockBench(t *testing.T) {
 			{"no-view", tuning{noView: true}},
 			{"no-inline-write", tuning{noInlineWrite: true}},
 			{"no-buffer", tuning{noVsockBuffer: true}},
+			{"no-waiting-sends", tuning{noWaitingSends: true}},
 		} {
 			servers = append(servers, vsockServer{v.name, serveVsockTuned(t, img, uint32(10920+i), v.tune)})
 		}

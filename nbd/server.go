@@ -82,10 +82,11 @@ type Server struct {
 // each against the others in one run (TestVsockBench); the zero value,
 // the only one outside tests, is the production path.
 type tuning struct {
-	noView        bool // cached reads go to workers, not the file's mapping
-	noInlineWrite bool // writes of more than inlineWriteMax go to workers
-	noVsockBuffer bool // vsock keeps the kernel's 256 KiB receive buffer
-	noGather      bool // vsock batches are joined by copying, not gathered
+	noView         bool // cached reads go to workers, not the file's mapping
+	noInlineWrite  bool // writes of more than inlineWriteMax go to workers
+	noVsockBuffer  bool // vsock keeps the kernel's 256 KiB receive buffer
+	noGather       bool // vsock batches are joined by copying, not gathered
+	noWaitingSends bool // vsock sends return EAGAIN at once, not wait in the kernel
 }
 
 // export is an Export plus what the server derives from it.
@@ -277,16 +278,24 @@ func isTemporary(err error) bool {
 // describing protocol violations or I/O failures otherwise.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	defer c.Close()
-	if raw, kind := socketOf(c); kind == connVsock && !s.tune.noVsockBuffer {
-		// Before the handshake, so that its first replies already
-		// grant the client the larger window.
-		setVsockBuffer(raw, vsockBufferSize)
+	var src io.Reader = c
+	if raw, kind := socketOf(c); kind == connVsock {
+		if !s.tune.noVsockBuffer {
+			// Before the handshake, so that its first replies already
+			// grant the client the larger window.
+			setVsockBuffer(raw, vsockBufferSize)
+		}
+		if !s.tune.noWaitingSends {
+			if r := waitingSends(raw); r != nil {
+				src = r
+			}
+		}
 	}
 	p := peerOf(c.RemoteAddr())
 	remote := p.remote
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	br := bufio.NewReaderSize(c, 64<<10)
+	br := bufio.NewReaderSize(src, 64<<10)
 	e, neg, err := s.handshake(c, br, p)
 	stopped := stop()
 	if err != nil {

@@ -4,6 +4,7 @@ package nbd
 
 import (
 	"errors"
+	"io"
 	"syscall"
 )
 
@@ -12,3 +13,5 @@ func writevRaw(syscall.RawConn, [][]byte) error { return errors.ErrUnsupported }
 const vsockBufferSize = 0
 
 func setVsockBuffer(syscall.RawConn, uint64) {}
+
+func waitingSends(syscall.RawConn) io.Reader { return nil }
