@@ -12,7 +12,8 @@
 # ratios. BENCH_VM_VSOCK_VARIANTS=1 also serves, in-process, our server
 # with each data-path choice switched off in turn (replies from the
 # file's mapping, large writes on the reader, the larger vsock receive
-# buffer), to measure what each buys in the same run. Reports only. Extra
+# buffer, sends that wait in the kernel for credit), to measure what each
+# buys in the same run. Reports only. Extra
 # arguments go to scripts/integration.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
